@@ -1,0 +1,66 @@
+//! Builds the default policy (`guest/`) as a wasm32-wasip2 component and
+//! leaves it in `OUT_DIR` for `include_bytes!`.
+//!
+//! The nested cargo gets its own target directory (sharing the outer one
+//! deadlocks on its lock) and an environment without the host's compiler
+//! flags (they break the wasm link).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::{env, fs};
+
+const TARGET: &str = "wasm32-wasip2";
+
+fn main() {
+    let manifest_dir = PathBuf::from(env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
+    let root = manifest_dir.parent().expect("host/ sits in the workspace").to_path_buf();
+    for path in ["wit", "guest/src", "guest/Cargo.toml", "guest/Cargo.lock", "policy/src", "policy/Cargo.toml"] {
+        println!("cargo:rerun-if-changed={}", root.join(path).display());
+    }
+    println!("cargo:rerun-if-env-changed=CARGO_TARGET_DIR");
+
+    check_target_installed();
+    let target_dir = env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from).join("wasm-guest");
+    let cargo = env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut command = Command::new(cargo);
+    command
+        .args(["build", "--release", "--locked", "--target", TARGET])
+        .arg("--manifest-path")
+        .arg(root.join("guest/Cargo.toml"))
+        .arg("--target-dir")
+        .arg(&target_dir);
+    for var in ["RUSTFLAGS", "CARGO_ENCODED_RUSTFLAGS", "CARGO_BUILD_RUSTFLAGS", "CARGO_BUILD_TARGET", "RUSTC_WORKSPACE_WRAPPER", "RUSTC_WRAPPER", "CARGO_TARGET_DIR", "CARGO_MAKEFLAGS", "CARGO_PRIMARY_PACKAGE"] {
+        command.env_remove(var);
+    }
+    let output = command.output().expect("could not start cargo to build the guest policy");
+    let log = target_dir.join("build.log");
+    let _ = fs::create_dir_all(&target_dir);
+    let _ = fs::write(&log, &output.stderr);
+    if !output.status.success() {
+        panic!(
+            "building the default policy (guest/) for {TARGET} failed; its output (also in {}):\n{}",
+            log.display(),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    let wasm = target_dir.join(TARGET).join("release/sluice_guest.wasm");
+    let out = PathBuf::from(env::var("OUT_DIR").expect("cargo sets OUT_DIR")).join("default_policy.wasm");
+    fs::copy(&wasm, &out).unwrap_or_else(|e| panic!("copying {} to {}: {e}", wasm.display(), out.display()));
+}
+
+/// Fails early, with the fix, when the wasm target is missing: this
+/// environment does not install a toolchain's targets by itself.
+fn check_target_installed() {
+    let rustc = env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
+    let sysroot = Command::new(rustc).args(["--print", "sysroot"]).output().ok();
+    let Some(sysroot) = sysroot.filter(|o| o.status.success()) else { return };
+    let sysroot = String::from_utf8_lossy(&sysroot.stdout).trim().to_string();
+    let lib = Path::new(&sysroot).join("lib/rustlib").join(TARGET);
+    if !lib.exists() {
+        panic!(
+            "the Rust target {TARGET} is not installed, and Sluice's default policy is built for it.\n\
+             Fix: run `rustup toolchain install` in the repository (it installs the toolchain and the \
+             targets rust-toolchain.toml names), or `rustup target add {TARGET}`."
+        );
+    }
+}

@@ -1,0 +1,25 @@
+//! Sluice's default drain policy, as plain Rust.
+//!
+//! - [`types`]: the shapes of the WIT contract and the [`World`] trait of its imports.
+//! - [`settings`]: the tunable constants and their checks.
+//! - [`classify`]: the one error classifier for both link kinds.
+//! - [`rules`]: the per-row decisions, free of I/O.
+//! - [`tick`]: one tick, wiring the rules to a [`World`].
+//!
+//! `guest/` binds this crate to the component model; the host links it
+//! natively as the baseline of the benchmark. Both run the same code.
+
+pub mod classify;
+pub mod rules;
+pub mod settings;
+pub mod tick;
+pub mod types;
+
+pub use settings::{SettingError, Settings};
+pub use tick::tick;
+pub use types::*;
+
+/// The name the default policy reports from `info()`.
+pub const POLICY_NAME: &str = "sluice-default";
+/// The version the default policy reports from `info()`.
+pub const POLICY_VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -1,0 +1,128 @@
+//! The plain Rust shapes of the contract in `wit/drain.wit`.
+//!
+//! The guest converts the component's generated types into these, and the
+//! host's store and links produce and take them directly, so one vocabulary
+//! serves the WebAssembly policy, the native baseline and the host.
+
+/// Milliseconds since the Unix epoch.
+pub type TimestampMs = i64;
+
+/// One claimed outbox row: already `inflight`, attempts already counted.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Row {
+    /// SQLite rowid: the handle a settle uses for this claim.
+    pub rowid: i64,
+    pub id: String,
+    pub client_message_id: String,
+    pub request_fingerprint: Vec<u8>,
+    pub payload: Vec<u8>,
+    pub enqueued_at: TimestampMs,
+    /// Attempts including the one this claim starts.
+    pub attempts: u32,
+    pub mesh: Option<String>,
+    pub target_spec: Option<String>,
+    pub nonce: Option<String>,
+    pub ciphertext: Option<String>,
+    pub priority: Option<String>,
+    pub sender_session_pubkey: Option<String>,
+    /// A column the host could not read as its declared type; such a row is
+    /// never sent.
+    pub defect: Option<String>,
+}
+
+/// Which broker link a dispatch goes over.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Route {
+    /// The daemon link of the mesh with this slug.
+    Daemon(String),
+    /// The session link of the session with this hex public key.
+    Session(String),
+}
+
+/// One `send` frame to put on a link.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Dispatch {
+    pub rowid: i64,
+    pub route: Route,
+    pub client_message_id: String,
+    pub request_fingerprint_hex: String,
+    pub target_spec: String,
+    pub priority: String,
+    pub nonce: String,
+    pub ciphertext: String,
+}
+
+/// What became of one dispatch, as the host saw it (never classified).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SendResult {
+    /// Acked without error: the broker's message id.
+    Accepted(String),
+    /// Acked with an error: the broker's text.
+    Rejected(String),
+    /// Transport failure (`link_not_open`, `ack_timeout`, `link_closed`, ...).
+    Failed(String),
+}
+
+/// Whether a session link exists for a session public key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SessionState {
+    Absent,
+    Connecting,
+    Open,
+}
+
+/// The decision for one claimed row.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    Done { broker_message_id: String, delivered_at: TimestampMs },
+    Dead { reason: String },
+    Retry { next_attempt_at: TimestampMs, last_error: String },
+}
+
+/// A verdict for the claim of `rowid` that counted `attempts`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Outcome {
+    pub rowid: i64,
+    pub attempts: u32,
+    pub verdict: Verdict,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Level {
+    Debug,
+    Info,
+    Warn,
+    Error,
+}
+
+/// What one tick did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TickReport {
+    pub claimed: u32,
+    pub done: u32,
+    pub dead: u32,
+    pub retried: u32,
+    pub reclaimed: u32,
+    pub expired: u32,
+    /// The claim was full: more rows may be due now.
+    pub more_due: bool,
+    pub next_due_at: Option<TimestampMs>,
+}
+
+/// Everything a policy may observe or do: the imports of the WIT world.
+///
+/// The guest implements it over the component's imports; the host implements
+/// it natively for the baseline benchmark; tests implement it in memory.
+pub trait World {
+    fn claim_due(&mut self, now: TimestampMs, limit: u32, lease_ms: i64) -> Result<Vec<Row>, String>;
+    fn settle(&mut self, outcomes: Vec<Outcome>) -> Result<u32, String>;
+    fn reclaim(&mut self, now: TimestampMs) -> Result<u32, String>;
+    fn expire(&mut self, now: TimestampMs, cutoff: TimestampMs) -> Result<u32, String>;
+    fn next_due_at(&mut self) -> Result<Option<TimestampMs>, String>;
+    fn meshes(&mut self) -> Vec<String>;
+    fn session_states(&mut self, pubkeys: Vec<String>) -> Vec<SessionState>;
+    fn send_batch(&mut self, dispatches: Vec<Dispatch>, ack_timeout_ms: u32) -> Vec<SendResult>;
+    fn now(&mut self) -> TimestampMs;
+    fn random_bytes(&mut self, len: u32) -> Vec<u8>;
+    fn log(&mut self, level: Level, event: &str, fields: Vec<(String, String)>);
+}

@@ -1,0 +1,145 @@
+//! The tick's wiring, against a scripted in-memory world: what it calls, in
+//! what order, and what it settles.
+
+use sluice_policy::{Dispatch, Level, Outcome, Route, Row, SendResult, SessionState, Settings, Verdict, World, tick};
+
+const NOW: i64 = 1_767_225_600_000;
+
+#[derive(Default)]
+struct Script {
+    due: Vec<Row>,
+    meshes: Vec<String>,
+    results: Vec<SendResult>,
+    calls: Vec<String>,
+    sent: Vec<Dispatch>,
+    settled: Vec<Outcome>,
+    logs: Vec<String>,
+    expired: u32,
+}
+
+impl World for Script {
+    fn claim_due(&mut self, now: i64, limit: u32, lease_ms: i64) -> Result<Vec<Row>, String> {
+        self.calls.push(format!("claim_due({now},{limit},{lease_ms})"));
+        let n = (limit as usize).min(self.due.len());
+        Ok(self.due.drain(..n).collect())
+    }
+    fn settle(&mut self, outcomes: Vec<Outcome>) -> Result<u32, String> {
+        self.calls.push(format!("settle({})", outcomes.len()));
+        self.settled.extend(outcomes.iter().cloned());
+        Ok(outcomes.len() as u32)
+    }
+    fn reclaim(&mut self, _: i64) -> Result<u32, String> {
+        self.calls.push("reclaim".into());
+        Ok(0)
+    }
+    fn expire(&mut self, _: i64, cutoff: i64) -> Result<u32, String> {
+        self.calls.push(format!("expire(cutoff={cutoff})"));
+        Ok(self.expired)
+    }
+    fn next_due_at(&mut self) -> Result<Option<i64>, String> {
+        self.calls.push("next_due_at".into());
+        Ok(Some(NOW + 1_000))
+    }
+    fn meshes(&mut self) -> Vec<String> {
+        self.calls.push("meshes".into());
+        self.meshes.clone()
+    }
+    fn session_states(&mut self, pubkeys: Vec<String>) -> Vec<SessionState> {
+        self.calls.push(format!("session_states({})", pubkeys.join(",")));
+        vec![SessionState::Absent; pubkeys.len()]
+    }
+    fn send_batch(&mut self, dispatches: Vec<Dispatch>, ack_timeout_ms: u32) -> Vec<SendResult> {
+        self.calls.push(format!("send_batch({},{ack_timeout_ms})", dispatches.len()));
+        self.sent.extend(dispatches.iter().cloned());
+        let n = dispatches.len().min(self.results.len());
+        self.results.drain(..n).collect()
+    }
+    fn now(&mut self) -> i64 {
+        NOW + 5
+    }
+    fn random_bytes(&mut self, len: u32) -> Vec<u8> {
+        vec![1; len as usize]
+    }
+    fn log(&mut self, _: Level, event: &str, _: Vec<(String, String)>) {
+        self.logs.push(event.to_string());
+    }
+}
+
+fn row(rowid: i64, mesh: &str) -> Row {
+    Row {
+        rowid,
+        id: format!("r{rowid}"),
+        client_message_id: format!("c{rowid}"),
+        enqueued_at: NOW - 10,
+        attempts: 1,
+        mesh: Some(mesh.into()),
+        target_spec: Some("@x".into()),
+        nonce: Some("n".into()),
+        ciphertext: Some("c".into()),
+        ..Row::default()
+    }
+}
+
+#[test]
+fn one_tick_claims_sends_once_and_settles_once() {
+    let mut world = Script {
+        due: vec![row(1, "a"), row(2, "zzz"), row(3, "a"), Row { sender_session_pubkey: Some("k".into()), ..row(4, "a") }],
+        meshes: vec!["a".into()],
+        results: vec![SendResult::Accepted("m1".into()), SendResult::Rejected("rate_limited".into())],
+        ..Script::default()
+    };
+    let report = tick(&mut world, &Settings::default(), NOW).unwrap();
+    assert_eq!(
+        world.calls,
+        [
+            "reclaim",
+            &format!("claim_due({NOW},32,30000)"),
+            "meshes",
+            "session_states(k)",
+            "send_batch(2,15000)",
+            "settle(4)",
+            &format!("expire(cutoff={})", NOW + 5 - 86_400_000),
+            "next_due_at"
+        ]
+    );
+    assert_eq!(world.sent.iter().map(|d| d.rowid).collect::<Vec<_>>(), [1, 3]);
+    assert!(world.sent.iter().all(|d| d.route == Route::Daemon("a".into())));
+    let verdicts: Vec<(i64, &Verdict)> = world.settled.iter().map(|o| (o.rowid, &o.verdict)).collect();
+    assert_eq!(verdicts[0], (1, &Verdict::Done { broker_message_id: "m1".into(), delivered_at: NOW + 5 }));
+    assert_eq!(verdicts[1], (2, &Verdict::Dead { reason: "no_broker_for_mesh:zzz".into() }));
+    assert_eq!(verdicts[2], (3, &Verdict::Retry { next_attempt_at: NOW + 5 + 1_000, last_error: "rate_limited".into() }));
+    assert_eq!(verdicts[3], (4, &Verdict::Retry { next_attempt_at: NOW + 5 + 1_000, last_error: "session_ws_not_open".into() }));
+    assert_eq!((report.claimed, report.done, report.dead, report.retried, report.more_due), (4, 1, 1, 2, false));
+    assert_eq!(report.next_due_at, Some(NOW + 1_000));
+    assert_eq!(world.logs, ["drain_no_broker_for_mesh", "drain_session_ws_not_ready"]);
+}
+
+#[test]
+fn full_claim_reports_more_due_and_skips_the_expiry_sweep() {
+    let settings = Settings::from_pairs(&[("batch_rows".into(), "2".into())]).unwrap();
+    let mut world = Script {
+        due: vec![row(1, "a"), row(2, "a"), row(3, "a")],
+        meshes: vec!["a".into()],
+        results: vec![SendResult::Accepted("m1".into()), SendResult::Accepted("m2".into())],
+        ..Script::default()
+    };
+    let report = tick(&mut world, &settings, NOW).unwrap();
+    assert!(report.more_due);
+    assert!(!world.calls.iter().any(|c| c.starts_with("expire")));
+}
+
+#[test]
+fn empty_claim_sends_nothing_and_logs_expired_rows() {
+    let mut world = Script { expired: 3, ..Script::default() };
+    let report = tick(&mut world, &Settings::default(), NOW).unwrap();
+    assert_eq!(report.expired, 3);
+    assert!(!world.calls.iter().any(|c| c.starts_with("send_batch") || c.starts_with("settle") || c == "meshes"));
+    assert_eq!(world.logs, ["drain_expired_rows"]);
+}
+
+#[test]
+fn missing_results_retry_rather_than_lose_rows() {
+    let mut world = Script { due: vec![row(1, "a"), row(2, "a")], meshes: vec!["a".into()], ..Script::default() };
+    tick(&mut world, &Settings::default(), NOW).unwrap();
+    assert!(world.settled.iter().all(|o| matches!(&o.verdict, Verdict::Retry { last_error, .. } if last_error == "host_returned_no_result")));
+}
