@@ -4,6 +4,9 @@
 //! generated WIT types and that crate's plain types, and lets the policy see
 //! the world through the component's imports and nothing else.
 
+#[cfg(feature = "faults")]
+mod faults;
+
 use sluice_policy as policy;
 use std::cell::RefCell;
 
@@ -30,12 +33,33 @@ thread_local! {
     static SETTINGS: RefCell<policy::Settings> = RefCell::new(policy::Settings::default());
 }
 
+#[cfg(feature = "faults")]
+thread_local! {
+    static FAULT: std::cell::Cell<faults::Fault> = const { std::cell::Cell::new(faults::Fault::None) };
+}
+
+/// The name `info()` reports: the faulty build must never pass for the default.
+#[cfg(not(feature = "faults"))]
+const NAME: &str = policy::POLICY_NAME;
+#[cfg(feature = "faults")]
+const NAME: &str = "sluice-faulty";
+
 impl Guest for DefaultPolicy {
     fn info() -> PolicyInfo {
-        PolicyInfo { name: policy::POLICY_NAME.into(), version: policy::POLICY_VERSION.into() }
+        PolicyInfo { name: NAME.into(), version: policy::POLICY_VERSION.into() }
     }
 
     fn configure(settings: Vec<(String, String)>) -> Result<(), String> {
+        #[cfg(feature = "faults")]
+        let settings = {
+            let (fault, rest): (Vec<_>, Vec<_>) = settings.into_iter().partition(|(k, _)| k == "fault");
+            let fault = match fault.last() {
+                Some((_, value)) => faults::Fault::parse(value)?,
+                None => faults::Fault::None,
+            };
+            FAULT.with(|f| f.set(fault));
+            rest
+        };
         let parsed = policy::Settings::from_pairs(&settings).map_err(|e| e.0)?;
         SETTINGS.with(|s| *s.borrow_mut() = parsed);
         Ok(())
@@ -44,7 +68,14 @@ impl Guest for DefaultPolicy {
     fn tick(now: i64) -> Result<TickReport, String> {
         install_panic_log();
         let settings = SETTINGS.with(|s| s.borrow().clone());
+        #[cfg(not(feature = "faults"))]
         let report = policy::tick(&mut Imports, &settings, now)?;
+        #[cfg(feature = "faults")]
+        let report = {
+            let fault = FAULT.with(|f| f.get());
+            fault.strike_early();
+            policy::tick(&mut faults::Faulty { inner: Imports, fault }, &settings, now)?
+        };
         Ok(TickReport {
             claimed: report.claimed,
             done: report.done,

@@ -1,0 +1,132 @@
+//! Deliberate faults, compiled only with the `faults` feature: the test
+//! policy that proves the host survives a misbehaving policy and that the
+//! simulator and replay catch a wrong one. Never part of the default policy.
+//!
+//! `configure()` takes one extra setting, `fault`, naming the fault.
+
+use sluice_policy as policy;
+use sluice_policy::World;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fault {
+    /// Behaves exactly as the default policy.
+    None,
+    /// Panics at the start of every tick (a trap).
+    Trap,
+    /// Loops forever in every tick.
+    Loop,
+    /// Allocates until memory runs out.
+    Oom,
+    /// Claims rows, then traps before sending: its rows stay inflight.
+    TrapAfterClaim,
+    /// Sends session rows over the daemon link.
+    SessionOverDaemon,
+    /// Never dead-letters: every dead verdict becomes a retry.
+    NeverDead,
+    /// Leaves the first row of every settle out.
+    ForgetSettle,
+}
+
+impl Fault {
+    pub fn parse(value: &str) -> Result<Fault, String> {
+        Ok(match value {
+            "none" => Fault::None,
+            "trap" => Fault::Trap,
+            "loop" => Fault::Loop,
+            "oom" => Fault::Oom,
+            "trap_after_claim" => Fault::TrapAfterClaim,
+            "session_over_daemon" => Fault::SessionOverDaemon,
+            "never_dead" => Fault::NeverDead,
+            "forget_settle" => Fault::ForgetSettle,
+            other => return Err(format!("unknown fault {other:?}")),
+        })
+    }
+
+    /// Faults that strike before the tick does anything.
+    pub fn strike_early(self) {
+        match self {
+            Fault::Trap => panic!("fault: trap"),
+            Fault::Loop => {
+                let mut n: u64 = 0;
+                loop {
+                    n = std::hint::black_box(n.wrapping_add(1));
+                }
+            }
+            Fault::Oom => {
+                let mut hoard: Vec<Vec<u8>> = Vec::new();
+                loop {
+                    hoard.push(std::hint::black_box(vec![1u8; 1 << 20]));
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// A world that misbehaves as its fault says.
+pub struct Faulty<W> {
+    pub inner: W,
+    pub fault: Fault,
+}
+
+impl<W: World> World for Faulty<W> {
+    fn claim_due(&mut self, now: i64, limit: u32, lease_ms: i64) -> Result<Vec<policy::Row>, String> {
+        self.inner.claim_due(now, limit, lease_ms)
+    }
+    fn settle(&mut self, mut outcomes: Vec<policy::Outcome>) -> Result<u32, String> {
+        match self.fault {
+            Fault::ForgetSettle if !outcomes.is_empty() => {
+                outcomes.remove(0);
+            }
+            Fault::NeverDead => {
+                for o in &mut outcomes {
+                    if let policy::Verdict::Dead { reason } = &o.verdict {
+                        let last_error = reason.clone();
+                        o.verdict = policy::Verdict::Retry { next_attempt_at: 0, last_error };
+                    }
+                }
+            }
+            _ => {}
+        }
+        self.inner.settle(outcomes)
+    }
+    fn reclaim(&mut self, now: i64) -> Result<u32, String> {
+        self.inner.reclaim(now)
+    }
+    fn expire(&mut self, now: i64, cutoff: i64) -> Result<u32, String> {
+        self.inner.expire(now, cutoff)
+    }
+    fn next_due_at(&mut self) -> Result<Option<i64>, String> {
+        self.inner.next_due_at()
+    }
+    fn meshes(&mut self) -> Vec<String> {
+        self.inner.meshes()
+    }
+    fn session_states(&mut self, pubkeys: Vec<String>) -> Vec<policy::SessionState> {
+        self.inner.session_states(pubkeys)
+    }
+    fn send_batch(&mut self, mut dispatches: Vec<policy::Dispatch>, ack_timeout_ms: u32) -> Vec<policy::SendResult> {
+        match self.fault {
+            Fault::TrapAfterClaim => panic!("fault: trap after claim"),
+            Fault::SessionOverDaemon => {
+                let mesh = self.inner.meshes().into_iter().next().unwrap_or_default();
+                for d in &mut dispatches {
+                    if matches!(d.route, policy::Route::Session(_)) {
+                        d.route = policy::Route::Daemon(mesh.clone());
+                    }
+                }
+            }
+            _ => {}
+        }
+        self.inner.send_batch(dispatches, ack_timeout_ms)
+    }
+    fn now(&mut self) -> i64 {
+        self.inner.now()
+    }
+    fn random_bytes(&mut self, len: u32) -> Vec<u8> {
+        self.inner.random_bytes(len)
+    }
+    fn log(&mut self, level: policy::Level, event: &str, fields: Vec<(String, String)>) {
+        self.inner.log(level, event, fields)
+    }
+}

@@ -1,0 +1,190 @@
+//! Shared fixtures of the end-to-end tests: a test broker on 127.0.0.1:0, an
+//! outbox in a temporary folder, a config file, and the real `sluice` binary.
+#![allow(dead_code)]
+
+use sluice::links::{Broker, BrokerOptions, BrokerStats, MemberKey};
+use sluice::store::{NewRow, Outbox};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+pub const MESH: &str = "alpha";
+pub const MINUTE_MS: i64 = 60_000;
+/// The member key every test config uses (the libsodium vector's seed).
+pub const MEMBER_SEED: [u8; 32] = [7; 32];
+
+pub fn now_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as i64
+}
+
+/// A test broker on its own runtime.
+pub struct TestBroker {
+    pub broker: Option<Broker>,
+    runtime: tokio::runtime::Runtime,
+}
+
+impl TestBroker {
+    pub fn start(options: BrokerOptions) -> TestBroker {
+        let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+        let broker = runtime.block_on(Broker::start(SocketAddr::from(([127, 0, 0, 1], 0)), options)).unwrap();
+        TestBroker { broker: Some(broker), runtime }
+    }
+
+    pub fn url(&self) -> String {
+        self.broker.as_ref().unwrap().url()
+    }
+
+    pub fn stats(&self) -> BrokerStats {
+        self.broker.as_ref().unwrap().stats()
+    }
+
+    pub fn receipts(&self, client_message_id: &str) -> u32 {
+        self.stats().receipts.get(client_message_id).copied().unwrap_or(0)
+    }
+}
+
+impl Drop for TestBroker {
+    fn drop(&mut self) {
+        if let Some(broker) = self.broker.take() {
+            self.runtime.block_on(broker.shutdown());
+        }
+    }
+}
+
+/// A temporary folder holding an outbox and a config for it.
+pub struct Setup {
+    pub dir: tempfile::TempDir,
+    pub outbox: PathBuf,
+    pub config: PathBuf,
+}
+
+impl Setup {
+    /// A config with one mesh `alpha` on `broker_url`, plus extra TOML (e.g. a `[policy]` table).
+    pub fn new(broker_url: &str, extra: &str) -> Setup {
+        let dir = tempfile::tempdir().unwrap();
+        let outbox = dir.path().join("outbox.db");
+        let config = dir.path().join("sluice.toml");
+        let key = MemberKey::from_seed(MEMBER_SEED);
+        let secret = format!("{}{}", hex::encode(MEMBER_SEED), key.public_hex());
+        let text = format!(
+            "outbox = \"outbox.db\"\n\n[drain]\npoll_interval_ms = 50\n\n[[mesh]]\nslug = \"{MESH}\"\nbroker_url = \"{broker_url}\"\nmesh_id = \"mesh_01JTESTMESH\"\nmember_id = \"mem_01JTESTMEMBER\"\npublic_key = \"{}\"\nsecret_key = \"{secret}\"\n\n{extra}\n",
+            key.public_hex()
+        );
+        std::fs::write(&config, text).unwrap();
+        Setup { dir, outbox, config }
+    }
+
+    pub fn open(&self) -> Outbox {
+        Outbox::open(&self.outbox).unwrap()
+    }
+
+    pub fn enqueue(&self, rows: &[NewRow]) {
+        self.open().enqueue(rows).unwrap();
+    }
+
+    /// Runs `sluice run --exit-when-drained` to completion (bounded).
+    pub fn drain(&self) -> Output {
+        let child = self.spawn(&["--exit-when-drained"]);
+        wait_output(child, Duration::from_secs(60))
+    }
+
+    pub fn spawn(&self, extra: &[&str]) -> Child {
+        Command::new(sluice_bin())
+            .arg("run")
+            .arg("--config")
+            .arg(&self.config)
+            .args(extra)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    }
+
+    pub fn sql<T: rusqlite::types::FromSql>(&self, query: &str) -> T {
+        let conn = rusqlite::Connection::open(&self.outbox).unwrap();
+        conn.query_row(query, [], |r| r.get(0)).unwrap()
+    }
+
+    /// (status, attempts, last_error) of the row with `id`.
+    pub fn row(&self, id: &str) -> (String, i64, Option<String>) {
+        let conn = rusqlite::Connection::open(&self.outbox).unwrap();
+        conn.query_row("SELECT status, attempts, last_error FROM outbox WHERE id = ?", [id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .unwrap()
+    }
+}
+
+pub fn sluice_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_sluice")
+}
+
+/// Runs `sluice` with `args` and waits (bounded).
+pub fn sluice(args: &[&str]) -> Output {
+    let child = Command::new(sluice_bin()).args(args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    wait_output(child, Duration::from_secs(60))
+}
+
+/// Waits for a child, killing it if it outlives `limit`.
+pub fn wait_output(mut child: Child, limit: Duration) -> Output {
+    let deadline = Instant::now() + limit;
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let out = child.wait_with_output().unwrap();
+            panic!("sluice did not finish within {limit:?}; stderr:\n{}", String::from_utf8_lossy(&out.stderr));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.wait_with_output().unwrap()
+}
+
+/// Polls `condition` every 20 ms until it holds; panics after `limit`.
+pub fn wait_for(what: &str, limit: Duration, mut condition: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !condition() {
+        assert!(Instant::now() < deadline, "timed out after {limit:?} waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Sends a signal with the system's `kill` (no unsafe code in tests either).
+pub fn signal(child: &Child, name: &str) {
+    let status = Command::new("kill").arg(format!("-{name}")).arg(child.id().to_string()).status().unwrap();
+    assert!(status.success());
+}
+
+pub fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+pub fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A routed row for mesh `alpha` to `target`.
+pub fn routed(id: &str, target: &str) -> NewRow {
+    let now = now_ms();
+    NewRow {
+        id: id.into(),
+        client_message_id: format!("cm-{id}"),
+        request_fingerprint: vec![0xfe, 0xed, id.len() as u8],
+        payload: format!("payload of {id}").into_bytes(),
+        enqueued_at: now,
+        next_attempt_at: now,
+        mesh: Some(MESH.into()),
+        target_spec: Some(target.into()),
+        nonce: Some("bm9uY2U=".into()),
+        ciphertext: Some("Y2lwaGVydGV4dA==".into()),
+        priority: Some("now".into()),
+        sender_session_pubkey: None,
+    }
+}
+
+/// `count` routed rows named `{prefix}-{i}`.
+pub fn many(prefix: &str, count: usize) -> Vec<NewRow> {
+    (0..count).map(|i| routed(&format!("{prefix}-{i:06}"), "@peer")).collect()
+}
+
+pub fn path_str(path: &Path) -> &str {
+    path.to_str().unwrap()
+}
