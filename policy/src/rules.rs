@@ -101,7 +101,7 @@ pub fn decide(row: &Row, view: &View<'_>, fresh_nonce: &mut dyn FnMut() -> Vec<u
         None => Route::Daemon(mesh),
         Some(pubkey) => match session_route(row, pubkey, view) {
             Ok(route) => route,
-            Err(decision) => return decision,
+            Err(decision) => return *decision,
         },
     };
     Decision::Send(Dispatch {
@@ -157,23 +157,23 @@ fn payload_fields(row: &Row) -> Result<PayloadFields<'_>, Vec<&'static str>> {
 
 /// A session row goes over its session's link or not at all: it was
 /// encrypted for the session, and a daemon-link send would change its sender.
-fn session_route(row: &Row, pubkey: &str, view: &View<'_>) -> Result<Route, Decision> {
+fn session_route(row: &Row, pubkey: &str, view: &View<'_>) -> Result<Route, Box<Decision>> {
     let short: String = pubkey.chars().take(12).collect();
     match view.session_state(pubkey) {
         SessionState::Open => Ok(Route::Session(pubkey.to_string())),
         SessionState::Absent if view.now - row.enqueued_at > view.settings.session_gone_after_ms => {
             let log = line(Level::Warn, "drain_session_gone", row, &[("session_pubkey", short)]);
-            Err(Decision::Dead { reason: "session_gone".into(), log })
+            Err(Box::new(Decision::Dead { reason: "session_gone".into(), log }))
         }
         SessionState::Absent | SessionState::Connecting => {
             let every = view.settings.session_not_ready_log_every;
-            let log = if row.attempts == 1 || row.attempts % every == 0 {
+            let log = if row.attempts == 1 || row.attempts.is_multiple_of(every) {
                 let attempts = row.attempts.to_string();
                 line(Level::Info, "drain_session_ws_not_ready", row, &[("session_pubkey", short), ("attempts", attempts)])
             } else {
                 None
             };
-            Err(Decision::Retry { error: "session_ws_not_open".into(), log })
+            Err(Box::new(Decision::Retry { error: "session_ws_not_open".into(), log }))
         }
     }
 }

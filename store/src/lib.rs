@@ -1,0 +1,40 @@
+//! Sluice's outbox store: every byte Sluice reads from or writes to the
+//! SQLite outbox file goes through this crate.
+//!
+//! The map, in the order a row travels:
+//! - [`schema`]: the table as DESIGN.md fixes it, the look at an existing
+//!   file that decides whether it may be touched, and the additive migration.
+//! - [`outbox`]: [`Outbox`], one connection to one file: opening, pragmas,
+//!   the write-transaction helper.
+//! - [`enqueue`]: [`NewRow`] and inserting rows (the producers' side, for the
+//!   CLI, the demo and tests).
+//! - [`claim`]: `claim_due`, the one-statement batch claim.
+//! - [`lenient`]: reading loosely typed SQLite values into a
+//!   [`sluice_policy::Row`] without letting one odd row stop a claim.
+//! - [`settle`]: applying outcomes, compare-and-set on the claim.
+//! - [`sweep`]: reclaim run-out leases, expire old rows, when work is next due.
+//! - [`report`]: the status report and the per-row look used by tests.
+//! - [`checkpoint`]: the background WAL checkpoint thread.
+//! - [`error`]: [`StoreError`], the one error type of this boundary.
+//!
+//! Not here: what to do with a row (the policy), sockets (links), the loop
+//! (host). Nothing here is async: every call is a short SQLite transaction.
+
+pub mod checkpoint;
+pub mod claim;
+pub mod enqueue;
+pub mod error;
+pub mod lenient;
+pub mod outbox;
+pub mod report;
+pub mod schema;
+pub mod settle;
+pub mod sweep;
+
+pub use checkpoint::{CHECKPOINT_INTERVAL, Checkpointer};
+pub use claim::CLAIM_ROWS_MAX;
+pub use enqueue::NewRow;
+pub use error::StoreError;
+pub use outbox::{BUSY_TIMEOUT, Outbox};
+pub use report::{RowState, STATUSES, StatusReport};
+pub use schema::{BASE_COLUMNS, LATER_COLUMNS};

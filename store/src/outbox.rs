@@ -1,0 +1,182 @@
+//! [`Outbox`]: one connection to one outbox file — opening it, its pragmas,
+//! and the write-transaction helper every mutating call goes through.
+//!
+//! Owns: connection settings (WAL, `synchronous=NORMAL`, busy timeout) and the
+//! order of the open steps. Not here: what the schema is (`schema`), the
+//! statements that move rows (`claim`, `settle`, `sweep`, `enqueue`).
+
+use crate::error::{StoreError, sqlite};
+use crate::schema;
+use rusqlite::{Connection, OpenFlags, Transaction, TransactionBehavior};
+use std::path::{Path, PathBuf};
+use std::sync::Weak;
+use std::time::Duration;
+
+/// How long a statement waits for another connection's write lock before it
+/// fails with [`StoreError::Busy`]. Long enough to ride out a producer's
+/// transaction or a checkpoint; short enough that a stuck peer is reported.
+pub const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// SQLite's default `wal_autocheckpoint`, restored when a checkpointer is gone.
+const AUTOCHECKPOINT_PAGES: i64 = 1000;
+
+/// One connection to an outbox file. Not shared between threads: each
+/// drainer, process or thread opens its own; claims stay disjoint because
+/// each claim is one statement under SQLite's single write lock.
+#[derive(Debug)]
+pub struct Outbox {
+    pub(crate) conn: Connection,
+    pub(crate) path: PathBuf,
+    /// Set by `start_checkpointer`, which turns automatic checkpoints off on
+    /// this connection. When the checkpointer is dropped the next write turns
+    /// them back on, so the WAL never grows without bound.
+    pub(crate) checkpointer: Option<Weak<()>>,
+}
+
+impl Outbox {
+    /// Opens or creates the outbox file at `path`.
+    ///
+    /// A new or empty file gets the table and indexes; an older outbox gets
+    /// its missing later columns. A file that is not SQLite, a database
+    /// without an `outbox` table, and an outbox lacking a base column are
+    /// refused before anything is written to them.
+    pub fn open(path: &Path) -> Result<Outbox, StoreError> {
+        schema::refuse_non_sqlite(path)?;
+        let conn = connect(path)?;
+        let mut outbox = Outbox {
+            conn,
+            path: path.to_path_buf(),
+            checkpointer: None,
+        };
+        // A read-only look first: switching to WAL rewrites the file header,
+        // which a foreign file must never see.
+        schema::inspect(&outbox.conn, path)?;
+        outbox.set_pragmas()?;
+        outbox.write("opening the outbox", |tx, path| {
+            // Look again under the write lock: another process may have
+            // created the table between the first look and now.
+            let shape = schema::inspect(tx, path)?;
+            schema::migrate(tx, &shape, path)
+        })?;
+        Ok(outbox)
+    }
+
+    /// The file this handle has open.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Runs `body` in a `BEGIN IMMEDIATE` transaction and commits it.
+    ///
+    /// IMMEDIATE takes the write lock up front (waiting up to the busy
+    /// timeout), so a read inside `body` can never be invalidated by another
+    /// writer before the write: the basis of every compare-and-set here.
+    /// An error rolls the transaction back (the `Transaction` drops).
+    pub(crate) fn write<T>(
+        &mut self,
+        action: &'static str,
+        body: impl FnOnce(&Transaction<'_>, &Path) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        self.restore_autocheckpoint_if_orphaned()?;
+        let map = sqlite(&self.path, action);
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(&map)?;
+        let value = body(&tx, &self.path)?;
+        tx.commit().map_err(&map)?;
+        Ok(value)
+    }
+
+    fn set_pragmas(&mut self) -> Result<(), StoreError> {
+        let map = sqlite(&self.path, "setting the journal mode");
+        let mode: String = self
+            .conn
+            .pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))
+            .map_err(&map)?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            return Err(StoreError::NotWal {
+                path: self.path.clone(),
+                mode,
+            });
+        }
+        // NORMAL in WAL mode: a power loss may drop the last commits but never
+        // corrupts the file; FULL would fsync every claim and settle.
+        self.conn
+            .pragma_update(None, "synchronous", "NORMAL")
+            .map_err(&map)
+    }
+
+    fn restore_autocheckpoint_if_orphaned(&mut self) -> Result<(), StoreError> {
+        let orphaned = self
+            .checkpointer
+            .as_ref()
+            .is_some_and(|alive| alive.strong_count() == 0);
+        if orphaned {
+            self.conn
+                .pragma_update(None, "wal_autocheckpoint", AUTOCHECKPOINT_PAGES)
+                .map_err(sqlite(&self.path, "restoring automatic checkpoints"))?;
+            self.checkpointer = None;
+        }
+        Ok(())
+    }
+}
+
+/// Opens a connection with the busy timeout set; used for the outbox handle
+/// and for the checkpoint thread's own connection.
+pub(crate) fn connect(path: &Path) -> Result<Connection, StoreError> {
+    // No SQLITE_OPEN_URI: a path is a path, even one starting with "file:".
+    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
+        | OpenFlags::SQLITE_OPEN_CREATE
+        | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let open = |source| StoreError::Open {
+        path: path.to_path_buf(),
+        source,
+    };
+    let conn = Connection::open_with_flags(path, flags).map_err(open)?;
+    conn.busy_timeout(BUSY_TIMEOUT).map_err(open)?;
+    Ok(conn)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // a failed unwrap is a failed test
+impl Outbox {
+    /// The `detail` lines of `EXPLAIN QUERY PLAN sql`, all parameters bound to 0.
+    pub(crate) fn query_plan(&self, sql: &str) -> Vec<String> {
+        let mut stmt = self
+            .conn
+            .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
+            .unwrap();
+        let zeros = vec![0; stmt.parameter_count()];
+        let details = stmt
+            .query_map(rusqlite::params_from_iter(zeros), |r| r.get::<_, String>(3))
+            .unwrap();
+        details.map(|d| d.unwrap()).collect()
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // a failed unwrap is a failed test
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_dropped_checkpointer_turns_automatic_checkpoints_back_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut outbox = Outbox::open(&dir.path().join("outbox.db")).unwrap();
+        let pages = |o: &Outbox| {
+            o.conn
+                .query_row("PRAGMA wal_autocheckpoint", [], |r| r.get::<_, i64>(0))
+                .unwrap()
+        };
+        let checkpointer = outbox.start_checkpointer().unwrap();
+        assert_eq!(
+            pages(&outbox),
+            0,
+            "the checkpointer owns checkpoints while it runs"
+        );
+        drop(checkpointer);
+        outbox.reclaim(0).unwrap();
+        assert_eq!(pages(&outbox), AUTOCHECKPOINT_PAGES);
+    }
+}

@@ -1,0 +1,71 @@
+//! `settle`: applies the outcomes of a claimed batch in one transaction.
+//!
+//! Owns: the three verdict statements and their compare-and-set. Not here:
+//! deciding the verdicts (the policy).
+//!
+//! Every statement matches `rowid AND status = 'inflight' AND attempts = ?`:
+//! only the claim that produced the outcome may settle it. A row that was
+//! reclaimed (status back to pending), reclaimed and claimed again (attempts
+//! moved on), finished by another drainer or aborted by its producer is left
+//! alone, and the settle says so by not counting it.
+
+use crate::error::{StoreError, sqlite};
+use crate::outbox::Outbox;
+use rusqlite::params;
+use sluice_policy::{Outcome, Verdict};
+
+const DONE_SQL: &str = "UPDATE outbox
+    SET status = 'done', delivered_at = ?3, broker_message_id = ?4, last_error = NULL
+    WHERE rowid = ?1 AND status = 'inflight' AND attempts = ?2";
+
+const DEAD_SQL: &str = "UPDATE outbox
+    SET status = 'dead', last_error = ?3
+    WHERE rowid = ?1 AND status = 'inflight' AND attempts = ?2";
+
+/// `attempts` stays as the claim counted it; the row is due again at
+/// `next_attempt_at`.
+const RETRY_SQL: &str = "UPDATE outbox
+    SET status = 'pending', next_attempt_at = ?3, last_error = ?4
+    WHERE rowid = ?1 AND status = 'inflight' AND attempts = ?2";
+
+impl Outbox {
+    /// Applies every outcome in one `BEGIN IMMEDIATE` transaction and returns
+    /// how many rows changed: outcomes whose claim no longer holds are skipped,
+    /// not errors.
+    pub fn settle(&mut self, outcomes: &[Outcome]) -> Result<u32, StoreError> {
+        if outcomes.is_empty() {
+            return Ok(0);
+        }
+        self.write("settle", |tx, path| {
+            let map = sqlite(path, "settle");
+            // Prepared once per settle, not per outcome: rowid-keyed cached
+            // statements are what keep a settle at a few microseconds a row.
+            let mut done = tx.prepare_cached(DONE_SQL).map_err(&map)?;
+            let mut dead = tx.prepare_cached(DEAD_SQL).map_err(&map)?;
+            let mut retry = tx.prepare_cached(RETRY_SQL).map_err(&map)?;
+            let mut changed: u32 = 0;
+            for Outcome {
+                rowid,
+                attempts,
+                verdict,
+            } in outcomes
+            {
+                let rows = match verdict {
+                    Verdict::Done {
+                        broker_message_id,
+                        delivered_at,
+                    } => done.execute(params![rowid, attempts, delivered_at, broker_message_id]),
+                    Verdict::Dead { reason } => dead.execute(params![rowid, attempts, reason]),
+                    Verdict::Retry {
+                        next_attempt_at,
+                        last_error,
+                    } => retry.execute(params![rowid, attempts, next_attempt_at, last_error]),
+                }
+                .map_err(&map)?;
+                // Each statement changes at most one row (rowid is unique).
+                changed = changed.saturating_add(u32::from(rows > 0));
+            }
+            Ok(changed)
+        })
+    }
+}

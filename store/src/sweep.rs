@@ -1,0 +1,118 @@
+//! The sweeps around the claim: reclaim run-out leases, expire old rows, say
+//! when work is next due and how much is open.
+//!
+//! Owns: those four statements, each written so SQLite answers it from the
+//! `outbox_due` index. Not here: how often they run (the policy's tick).
+
+use crate::error::{StoreError, sqlite};
+use crate::lenient::integer_or_none;
+use crate::outbox::Outbox;
+use rusqlite::params;
+use sluice_policy::TimestampMs;
+
+/// `next_attempt_at` stays: a reclaimed row is due at once, and the attempt
+/// its lost claim used stays counted.
+const RECLAIM_SQL: &str = "UPDATE outbox SET status = 'pending'
+    WHERE status = 'inflight' AND next_attempt_at <= ?1";
+
+/// Two statements instead of one with OR: each is one index range
+/// (`status = ?` and then `next_attempt_at` or a scan of that status only).
+const EXPIRE_PENDING_SQL: &str = "UPDATE outbox SET status = 'dead', last_error = 'expired'
+    WHERE status = 'pending' AND enqueued_at < ?1";
+const EXPIRE_INFLIGHT_SQL: &str = "UPDATE outbox SET status = 'dead', last_error = 'expired'
+    WHERE status = 'inflight' AND next_attempt_at <= ?2 AND enqueued_at < ?1";
+
+/// MIN over one status: with the status fixed, SQLite reads the first entry
+/// of the index range instead of aggregating the rows.
+const EARLIEST_SQL: &str = "SELECT MIN(next_attempt_at) FROM outbox WHERE status = ?1";
+
+const OPEN_WORK_SQL: &str = "SELECT
+    (SELECT COUNT(*) FROM outbox WHERE status = 'pending')
+  + (SELECT COUNT(*) FROM outbox WHERE status = 'inflight')";
+
+impl Outbox {
+    /// Hands back rows whose drainer let the lease run out: `inflight` with
+    /// `next_attempt_at <= now` become `pending`. Returns how many.
+    pub fn reclaim(&mut self, now: TimestampMs) -> Result<u32, StoreError> {
+        self.write("reclaim", |tx, path| {
+            let changed = tx
+                .prepare_cached(RECLAIM_SQL)
+                .and_then(|mut s| s.execute([now]));
+            Ok(count(changed.map_err(sqlite(path, "reclaim"))?))
+        })
+    }
+
+    /// Gives up on rows enqueued before `cutoff` that are still undelivered:
+    /// `pending` ones, and `inflight` ones whose lease has run out by `now`
+    /// (a live lease means a send may be under way; its settle decides).
+    /// They become `dead` with reason `expired`. Returns how many.
+    pub fn expire(&mut self, now: TimestampMs, cutoff: TimestampMs) -> Result<u32, StoreError> {
+        self.write("expire", |tx, path| {
+            let map = sqlite(path, "expire");
+            let pending = tx
+                .prepare_cached(EXPIRE_PENDING_SQL)
+                .and_then(|mut s| s.execute([cutoff]));
+            let inflight = tx
+                .prepare_cached(EXPIRE_INFLIGHT_SQL)
+                .and_then(|mut s| s.execute(params![cutoff, now]));
+            Ok(count(pending.map_err(&map)?).saturating_add(count(inflight.map_err(&map)?)))
+        })
+    }
+
+    /// The earliest `next_attempt_at` of any `pending` or `inflight` row: when
+    /// a pending row becomes due or a lease runs out. `None` when no work is open.
+    pub fn next_due_at(&mut self) -> Result<Option<TimestampMs>, StoreError> {
+        let map = sqlite(&self.path, "finding the next due row");
+        let mut stmt = self.conn.prepare_cached(EARLIEST_SQL).map_err(&map)?;
+        let mut earliest =
+            |status: &str| stmt.query_row([status], |r| Ok(integer_or_none(r.get_ref(0)?)));
+        let pending = earliest("pending").map_err(&map)?;
+        let inflight = earliest("inflight").map_err(&map)?;
+        Ok(match (pending, inflight) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        })
+    }
+
+    /// How many rows are `pending` or `inflight`: zero means drained.
+    pub fn open_work(&mut self) -> Result<u64, StoreError> {
+        let map = sqlite(&self.path, "counting open rows");
+        let mut stmt = self.conn.prepare_cached(OPEN_WORK_SQL).map_err(&map)?;
+        let open: i64 = stmt.query_row([], |r| r.get(0)).map_err(&map)?;
+        Ok(u64::try_from(open).unwrap_or(0))
+    }
+}
+
+/// A changed-row count as the `u32` the contract reports, saturating.
+pub(crate) fn count(changed: usize) -> u32 {
+    u32::try_from(changed).unwrap_or(u32::MAX)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // a failed unwrap is a failed test
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_sweep_searches_an_index_instead_of_scanning_the_table() {
+        let dir = tempfile::tempdir().unwrap();
+        let outbox = Outbox::open(&dir.path().join("outbox.db")).unwrap();
+        for sql in [
+            RECLAIM_SQL,
+            EXPIRE_PENDING_SQL,
+            EXPIRE_INFLIGHT_SQL,
+            EARLIEST_SQL,
+            OPEN_WORK_SQL,
+        ] {
+            let details = outbox.query_plan(sql);
+            assert!(
+                details.iter().all(|d| !d.starts_with("SCAN outbox")),
+                "{sql}: {details:?}"
+            );
+            assert!(
+                details.iter().any(|d| d.starts_with("SEARCH outbox USING")),
+                "{sql}: {details:?}"
+            );
+        }
+    }
+}
