@@ -20,32 +20,48 @@ fn main() {
     println!("cargo:rerun-if-env-changed=CARGO_TARGET_DIR");
 
     check_target_installed();
-    let target_dir = env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from).join("wasm-guest");
+    let target_root = env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from);
+    let out_dir = PathBuf::from(env::var("OUT_DIR").expect("cargo sets OUT_DIR"));
+    // The default policy, embedded in the binary.
+    let default = build_guest(&root, &target_root.join("wasm-guest"), &[]);
+    copy(&default, &out_dir.join("default_policy.wasm"));
+    // The same guest with deliberate faults, for the tests only: they find it
+    // through this variable; the binary never embeds it.
+    let faulty = build_guest(&root, &target_root.join("wasm-guest-faults"), &["--features", "faults"]);
+    let faulty_copy = out_dir.join("faulty_policy.wasm");
+    copy(&faulty, &faulty_copy);
+    println!("cargo:rustc-env=SLUICE_FAULTY_POLICY_WASM={}", faulty_copy.display());
+}
+
+fn build_guest(root: &Path, target_dir: &Path, extra: &[&str]) -> PathBuf {
     let cargo = env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut command = Command::new(cargo);
     command
         .args(["build", "--release", "--locked", "--target", TARGET])
+        .args(extra)
         .arg("--manifest-path")
         .arg(root.join("guest/Cargo.toml"))
         .arg("--target-dir")
-        .arg(&target_dir);
+        .arg(target_dir);
     for var in ["RUSTFLAGS", "CARGO_ENCODED_RUSTFLAGS", "CARGO_BUILD_RUSTFLAGS", "CARGO_BUILD_TARGET", "RUSTC_WORKSPACE_WRAPPER", "RUSTC_WRAPPER", "CARGO_TARGET_DIR", "CARGO_MAKEFLAGS", "CARGO_PRIMARY_PACKAGE"] {
         command.env_remove(var);
     }
     let output = command.output().expect("could not start cargo to build the guest policy");
     let log = target_dir.join("build.log");
-    let _ = fs::create_dir_all(&target_dir);
+    let _ = fs::create_dir_all(target_dir);
     let _ = fs::write(&log, &output.stderr);
     if !output.status.success() {
         panic!(
-            "building the default policy (guest/) for {TARGET} failed; its output (also in {}):\n{}",
+            "building the policy guest/ {extra:?} for {TARGET} failed; its output (also in {}):\n{}",
             log.display(),
             String::from_utf8_lossy(&output.stderr)
         );
     }
-    let wasm = target_dir.join(TARGET).join("release/sluice_guest.wasm");
-    let out = PathBuf::from(env::var("OUT_DIR").expect("cargo sets OUT_DIR")).join("default_policy.wasm");
-    fs::copy(&wasm, &out).unwrap_or_else(|e| panic!("copying {} to {}: {e}", wasm.display(), out.display()));
+    target_dir.join(TARGET).join("release/sluice_guest.wasm")
+}
+
+fn copy(from: &Path, to: &Path) {
+    fs::copy(from, to).unwrap_or_else(|e| panic!("copying {} to {}: {e}", from.display(), to.display()));
 }
 
 /// Fails early, with the fix, when the wasm target is missing: this

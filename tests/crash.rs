@@ -37,15 +37,23 @@ fn killed_drainer_loses_nothing_and_resends_only_rows_inflight_at_the_kill() {
     setup.enqueue(&many("crash", 20_000));
     let mut child = setup.spawn(&[]);
     wait_for("a fifth of the rows", Duration::from_secs(60), || broker.stats().sends >= 4000);
+    // Freeze the drainer, and kill it only in a moment when it holds claimed
+    // rows: the frozen state is exactly the state the kill leaves behind.
+    let mut inflight: BTreeSet<String> = BTreeSet::new();
+    for _ in 0..200 {
+        signal(&child, "STOP");
+        let conn = rusqlite::Connection::open(&setup.outbox).unwrap();
+        let mut stmt = conn.prepare("SELECT client_message_id FROM outbox WHERE status = 'inflight'").unwrap();
+        inflight = stmt.query_map([], |r| r.get(0)).unwrap().map(Result::unwrap).collect();
+        if !inflight.is_empty() {
+            break;
+        }
+        signal(&child, "CONT");
+        std::thread::sleep(Duration::from_millis(3));
+    }
     signal(&child, "KILL");
     let _ = child.wait();
-
-    let conn = rusqlite::Connection::open(&setup.outbox).unwrap();
-    let mut stmt = conn.prepare("SELECT client_message_id FROM outbox WHERE status = 'inflight'").unwrap();
-    let inflight: BTreeSet<String> = stmt.query_map([], |r| r.get(0)).unwrap().map(Result::unwrap).collect();
-    drop(stmt);
-    drop(conn);
-    assert!(!inflight.is_empty(), "nothing was inflight at the kill: the test proves nothing");
+    assert!(!inflight.is_empty(), "never caught the drainer holding rows: the test proves nothing");
     let pending_at_kill = setup.sql::<i64>("SELECT COUNT(*) FROM outbox WHERE status = 'pending'");
     assert!(pending_at_kill > 0, "everything was sent before the kill");
 

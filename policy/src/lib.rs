@@ -15,6 +15,9 @@ pub mod settings;
 pub mod tick;
 pub mod types;
 
+#[cfg(feature = "serde")]
+mod bytes;
+
 pub use settings::{SettingError, Settings};
 pub use tick::tick;
 pub use types::*;

@@ -9,12 +9,15 @@ pub type TimestampMs = i64;
 
 /// One claimed outbox row: already `inflight`, attempts already counted.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct Row {
     /// SQLite rowid: the handle a settle uses for this claim.
     pub rowid: i64,
     pub id: String,
     pub client_message_id: String,
+    #[cfg_attr(feature = "serde", serde(with = "crate::bytes"))]
     pub request_fingerprint: Vec<u8>,
+    #[cfg_attr(feature = "serde", serde(with = "crate::bytes"))]
     pub payload: Vec<u8>,
     pub enqueued_at: TimestampMs,
     /// Attempts including the one this claim starts.
@@ -32,6 +35,8 @@ pub struct Row {
 
 /// Which broker link a dispatch goes over.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(rename_all = "snake_case"))]
 pub enum Route {
     /// The daemon link of the mesh with this slug.
     Daemon(String),
@@ -41,6 +46,7 @@ pub enum Route {
 
 /// One `send` frame to put on a link.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct Dispatch {
     pub rowid: i64,
     pub route: Route,
@@ -54,6 +60,8 @@ pub struct Dispatch {
 
 /// What became of one dispatch, as the host saw it (never classified).
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(rename_all = "snake_case"))]
 pub enum SendResult {
     /// Acked without error: the broker's message id.
     Accepted(String),
@@ -65,6 +73,8 @@ pub enum SendResult {
 
 /// Whether a session link exists for a session public key.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(rename_all = "snake_case"))]
 pub enum SessionState {
     Absent,
     Connecting,
@@ -73,6 +83,8 @@ pub enum SessionState {
 
 /// The decision for one claimed row.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(rename_all = "snake_case"))]
 pub enum Verdict {
     Done { broker_message_id: String, delivered_at: TimestampMs },
     Dead { reason: String },
@@ -81,6 +93,7 @@ pub enum Verdict {
 
 /// A verdict for the claim of `rowid` that counted `attempts`.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct Outcome {
     pub rowid: i64,
     pub attempts: u32,
@@ -88,6 +101,8 @@ pub struct Outcome {
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(rename_all = "snake_case"))]
 pub enum Level {
     Debug,
     Info,
@@ -97,6 +112,7 @@ pub enum Level {
 
 /// What one tick did.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct TickReport {
     pub claimed: u32,
     pub done: u32,

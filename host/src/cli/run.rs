@@ -1,0 +1,82 @@
+//! `sluice run` and `sluice demo`.
+
+use crate::config::Config;
+use crate::daemon::{Daemon, PolicyChoice, RunSummary};
+use crate::demo;
+use anyhow::Context as _;
+use clap::Args;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The TOML config file.
+    #[arg(long)]
+    config: PathBuf,
+    /// A policy component to run instead of the embedded default.
+    #[arg(long, value_name = "FILE.wasm")]
+    policy: Option<PathBuf>,
+    /// Exit 0 once no row is pending or inflight.
+    #[arg(long)]
+    exit_when_drained: bool,
+    /// Run the default policy linked natively instead of as WebAssembly (the
+    /// benchmark's baseline).
+    #[arg(long, hide = true, conflicts_with = "policy")]
+    native_policy: bool,
+    /// Write every call of the policy to this trace file.
+    #[arg(long, value_name = "FILE")]
+    record: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Rows of ordinary traffic in the demo outbox (other kinds are added in proportion).
+    #[arg(long, default_value_t = 2400)]
+    rows: u32,
+    /// Write every call of the policy to this trace file.
+    #[arg(long, value_name = "FILE")]
+    record: Option<PathBuf>,
+}
+
+pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
+    super::init_logging("info");
+    let config = Config::load(&args.config)?;
+    let policy = match (&args.policy, args.native_policy) {
+        (Some(path), _) => PolicyChoice::File(path.clone()),
+        (None, true) => PolicyChoice::Native,
+        (None, false) => PolicyChoice::Embedded,
+    };
+    let mut daemon = Daemon::start(&config, &policy, args.exit_when_drained, args.record.as_deref())
+        .with_context(|| format!("starting the drain of {}", config.outbox.display()))?;
+    let meta = &daemon.meta;
+    tracing::info!(target: "sluice", "policy {} {} ({}, sha256 {})", meta.name, meta.version, meta.source, meta.sha256);
+    daemon.stop_on_signals();
+    let summary = daemon.run();
+    println!("{}", summary_line(&summary));
+    Ok(ExitCode::SUCCESS)
+}
+
+/// One line a script can parse: `key=value` pairs.
+pub fn summary_line(s: &RunSummary) -> String {
+    let t = &s.totals;
+    format!(
+        "drained ticks={} done={} dead={} expired={} retried={} reclaimed={} failed_ticks={} seconds={:.3} rows_per_second={:.0} peak_rss_bytes={}",
+        t.ticks,
+        t.done,
+        t.dead,
+        t.expired,
+        t.retried,
+        t.reclaimed,
+        t.failed_ticks,
+        s.elapsed.as_secs_f64(),
+        s.rows_per_second(),
+        s.peak_rss_bytes.map_or("unknown".to_string(), |b| b.to_string()),
+    )
+}
+
+pub fn demo(args: &DemoArgs) -> anyhow::Result<ExitCode> {
+    super::init_logging("error");
+    let report = demo::run(args.rows, args.record.as_deref())?;
+    print!("{report}");
+    Ok(ExitCode::SUCCESS)
+}

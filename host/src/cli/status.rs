@@ -1,0 +1,48 @@
+//! `sluice status`: what is in the outbox, at a glance.
+
+use crate::config::Config;
+use crate::world::now_ms;
+use clap::Args;
+use sluice_store::Outbox;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// The TOML config file.
+    #[arg(long)]
+    config: PathBuf,
+}
+
+/// How many distinct last errors to list.
+const TOP_ERRORS: usize = 5;
+
+pub fn status(args: &StatusArgs) -> anyhow::Result<ExitCode> {
+    let config = Config::load(&args.config)?;
+    let mut outbox = Outbox::open(&config.outbox)?;
+    let report = outbox.status(TOP_ERRORS)?;
+    println!("outbox {}", config.outbox.display());
+    for (status, count) in &report.counts {
+        println!("  {status:<9} {count}");
+    }
+    match report.oldest_pending_enqueued_at {
+        Some(at) => println!("oldest pending row: {} old", human_age(now_ms() - at)),
+        None => println!("oldest pending row: none"),
+    }
+    if !report.top_errors.is_empty() {
+        println!("most common last errors:");
+        for (error, count) in &report.top_errors {
+            println!("  {count:>7}  {error}");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn human_age(ms: i64) -> String {
+    let ms = ms.max(0);
+    match ms {
+        0..=59_999 => format!("{:.1} s", ms as f64 / 1000.0),
+        60_000..=3_599_999 => format!("{:.1} min", ms as f64 / 60_000.0),
+        _ => format!("{:.1} h", ms as f64 / 3_600_000.0),
+    }
+}

@@ -1,0 +1,220 @@
+//! The tick/wake loop: [`Drain::step`] runs one tick, [`Drain::run`] loops.
+//!
+//! After a tick whose claim came back full the next tick starts at once;
+//! otherwise the loop sleeps until the next row is due or the poll interval
+//! ends, whichever is first, and a wake signal (a row enqueued through
+//! Sluice) or a stop signal cuts the sleep short. A stop lets the current
+//! tick finish, so no row is left claimed.
+
+use crate::engine::{PolicyRunner, TickError};
+use crate::trace::{Recorder, TickResult};
+use crate::world::{HostWorld, now_ms};
+use sluice_policy::{Settings, TickReport};
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::time::Duration;
+
+/// What can interrupt the loop's sleep.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Signal {
+    /// Rows were enqueued: tick now.
+    Wake,
+    /// Finish the current tick and return.
+    Stop,
+}
+
+/// The world the loop's policy sees: the host's, recorded when asked.
+pub type DrainWorld = Recorder<HostWorld>;
+
+/// The policy the loop drives.
+pub enum Runner {
+    /// The policy as a WebAssembly component (what `sluice run` uses).
+    Component(PolicyRunner<DrainWorld>),
+    /// The same policy crate linked natively: the benchmark's baseline.
+    Native { world: DrainWorld, settings: Settings },
+}
+
+impl Runner {
+    /// One export call `tick(now)`, marked in the trace when recording.
+    fn tick(&mut self, now: i64) -> Result<TickReport, TickError> {
+        self.recorder().begin_tick(now);
+        let result = self.call_tick(now);
+        let recorded = match &result {
+            Ok(report) => TickResult::Report(report.clone()),
+            Err(TickError::Policy(e)) => TickResult::Error(e.clone()),
+            Err(TickError::Trap(e)) => TickResult::Trap(e.clone()),
+        };
+        self.recorder().end_tick(recorded);
+        result
+    }
+
+    fn call_tick(&mut self, now: i64) -> Result<TickReport, TickError> {
+        match self {
+            Runner::Component(runner) => runner.tick(now).map(|r| TickReport {
+                claimed: r.claimed,
+                done: r.done,
+                dead: r.dead,
+                retried: r.retried,
+                reclaimed: r.reclaimed,
+                expired: r.expired,
+                more_due: r.more_due,
+                next_due_at: r.next_due_at,
+            }),
+            Runner::Native { world, settings } => sluice_policy::tick(world, settings, now).map_err(TickError::Policy),
+        }
+    }
+
+    pub fn recorder(&mut self) -> &mut DrainWorld {
+        match self {
+            Runner::Component(runner) => runner.world_mut(),
+            Runner::Native { world, .. } => world,
+        }
+    }
+
+    pub fn world_mut(&mut self) -> &mut HostWorld {
+        &mut self.recorder().inner
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct DrainOptions {
+    /// Longest sleep between ticks when nothing is due sooner.
+    pub poll_interval: Duration,
+    /// Return once no row is `pending` or `inflight`.
+    pub exit_when_drained: bool,
+}
+
+impl Default for DrainOptions {
+    fn default() -> Self {
+        DrainOptions { poll_interval: Duration::from_millis(500), exit_when_drained: false }
+    }
+}
+
+/// Sums of every tick's report, and how the run went.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Totals {
+    pub ticks: u64,
+    pub failed_ticks: u64,
+    pub claimed: u64,
+    pub done: u64,
+    pub dead: u64,
+    pub retried: u64,
+    pub reclaimed: u64,
+    pub expired: u64,
+}
+
+impl Totals {
+    fn add(&mut self, r: &TickReport) {
+        self.ticks += 1;
+        self.claimed += u64::from(r.claimed);
+        self.done += u64::from(r.done);
+        self.dead += u64::from(r.dead);
+        self.retried += u64::from(r.retried);
+        self.reclaimed += u64::from(r.reclaimed);
+        self.expired += u64::from(r.expired);
+    }
+}
+
+/// Called after every successful tick (progress bars, tests).
+pub type TickObserver = Box<dyn FnMut(&TickReport, &Totals) + Send>;
+
+pub struct Drain {
+    runner: Runner,
+    options: DrainOptions,
+    signals: Receiver<Signal>,
+    totals: Totals,
+    observer: Option<TickObserver>,
+}
+
+impl Drain {
+    pub fn new(runner: Runner, options: DrainOptions, signals: Receiver<Signal>) -> Drain {
+        Drain { runner, options, signals, totals: Totals::default(), observer: None }
+    }
+
+    pub fn observe(&mut self, observer: TickObserver) {
+        self.observer = Some(observer);
+    }
+
+    pub fn totals(&self) -> &Totals {
+        &self.totals
+    }
+
+    pub fn runner_mut(&mut self) -> &mut Runner {
+        &mut self.runner
+    }
+
+
+    /// One tick at the current time. A failed tick is logged and counted; its
+    /// claimed rows (if any) come back when their lease runs out.
+    pub fn step(&mut self) -> Result<TickReport, TickError> {
+        match self.runner.tick(now_ms()) {
+            Ok(report) => {
+                self.totals.add(&report);
+                if let Some(observer) = self.observer.as_mut() {
+                    observer(&report, &self.totals);
+                }
+                Ok(report)
+            }
+            Err(error) => {
+                self.totals.failed_ticks += 1;
+                tracing::warn!(target: "sluice::policy", "drain_tick_failed err={error}");
+                Err(error)
+            }
+        }
+    }
+
+    /// Ticks until stopped (or drained, with `exit_when_drained`).
+    pub fn run(&mut self) -> &Totals {
+        loop {
+            if self.stop_requested() {
+                break;
+            }
+            let wait = match self.step() {
+                Ok(report) if report.more_due => continue,
+                Ok(report) => self.sleep_for(report.next_due_at),
+                // Do not spin on a failing policy or a locked database.
+                Err(_) => self.options.poll_interval,
+            };
+            if self.options.exit_when_drained && self.drained() {
+                break;
+            }
+            match self.signals.recv_timeout(wait) {
+                Ok(Signal::Stop) => break,
+                Ok(Signal::Wake) | Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => std::thread::sleep(wait),
+            }
+        }
+        &self.totals
+    }
+
+    fn stop_requested(&self) -> bool {
+        // Drain pending wakes; keep looking for a stop among them.
+        while let Ok(signal) = self.signals.try_recv() {
+            if signal == Signal::Stop {
+                return true;
+            }
+        }
+        false
+    }
+
+    fn sleep_for(&self, next_due_at: Option<i64>) -> Duration {
+        let poll = self.options.poll_interval;
+        match next_due_at {
+            None => poll,
+            Some(due) => {
+                let until_due = u64::try_from(due - now_ms()).unwrap_or(0);
+                // At least 1 ms, so a row held by another drainer cannot make us spin.
+                Duration::from_millis(until_due.max(1)).min(poll)
+            }
+        }
+    }
+
+    fn drained(&mut self) -> bool {
+        match self.runner.world_mut().outbox.open_work() {
+            Ok(open) => open == 0,
+            Err(e) => {
+                tracing::warn!(target: "sluice", "could not count open rows: {e}");
+                false
+            }
+        }
+    }
+}

@@ -1,0 +1,79 @@
+//! The bounds on a guest: memory, time per tick, and the epoch clock.
+
+use super::GuestState;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::Duration;
+use wasmtime::{Engine, StoreContextMut, StoreLimits, StoreLimitsBuilder, UpdateDeadline};
+
+/// Linear memory one policy instance may grow to. Stops a policy that eats
+/// memory from taking the host down with it; the default policy needs under
+/// 2 MiB for a batch of 10,000 rows.
+pub const GUEST_MEMORY_BYTES_MAX: usize = 64 << 20;
+
+/// Guest CPU time (time in imports excluded) one tick may use. Stops a
+/// policy that loops; the default policy needs well under a millisecond.
+pub const TICK_GUEST_TIME_MAX: Duration = Duration::from_secs(1);
+
+/// How often the engine's epoch advances: the granularity of the budget check.
+const EPOCH_PERIOD: Duration = Duration::from_millis(10);
+
+pub fn store_limits() -> StoreLimits {
+    StoreLimitsBuilder::new()
+        .memory_size(GUEST_MEMORY_BYTES_MAX)
+        .instances(16)
+        .tables(64)
+        .table_elements(1 << 16)
+        .memories(4)
+        .trap_on_grow_failure(true)
+        .build()
+}
+
+/// Called at each epoch while the guest runs: interrupts it once its own time
+/// in this tick exceeds the budget.
+pub fn guest_time_check<W>(ctx: StoreContextMut<'_, GuestState<W>>) -> wasmtime::Result<UpdateDeadline> {
+    let state = ctx.data();
+    let guest_time = state.tick_started.elapsed().saturating_sub(state.import_time);
+    if guest_time > TICK_GUEST_TIME_MAX {
+        Ok(UpdateDeadline::Interrupt)
+    } else {
+        Ok(UpdateDeadline::Continue(1))
+    }
+}
+
+/// A thread that advances an engine's epoch until dropped.
+pub struct EpochTicker {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl EpochTicker {
+    pub fn start(engine: &Engine) -> EpochTicker {
+        let stop = Arc::new(AtomicBool::new(false));
+        let weak = engine.weak();
+        let flag = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name("sluice-epoch".into())
+            .spawn(move || {
+                while !flag.load(Ordering::Relaxed) {
+                    std::thread::sleep(EPOCH_PERIOD);
+                    match weak.upgrade() {
+                        Some(engine) => engine.increment_epoch(),
+                        None => break,
+                    }
+                }
+            })
+            .ok();
+        EpochTicker { stop, thread }
+    }
+}
+
+impl Drop for EpochTicker {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}

@@ -1,0 +1,32 @@
+//! Sluice: drains a SQLite transactional outbox to a message broker, with the
+//! drain policy as a WebAssembly component.
+//!
+//! The map, in the order a row travels:
+//! - [`config`]: the TOML file `sluice run` reads.
+//! - `sluice_store` (crate `store/`): the outbox table — claim, settle, reclaim, expire.
+//! - `sluice_links` (crate `links/`): broker WebSockets, the wire protocol, the test broker.
+//! - [`world`]: the host side of every import, over the store and the links.
+//! - [`engine`]: wasmtime — compiling, validating and running a policy component under limits.
+//! - [`drain`]: the tick/wake loop (`step` and `run`).
+//! - [`trace`]: recording every call of a policy, and reading it back.
+//! - [`wake`]: how `sluice enqueue` wakes running drainers.
+//! - [`daemon`]: assembles the above for `run`, `demo` and the benchmark.
+//! - [`demo`]: the embedded demonstration.
+//! - [`cli`]: the `sluice` command line.
+//!
+//! The policy's rules live in `sluice_policy` (crate `policy/`), compiled to a
+//! component by `guest/` and embedded here by `build.rs`.
+
+pub mod cli;
+pub mod config;
+pub mod daemon;
+pub mod demo;
+pub mod drain;
+pub mod engine;
+pub mod trace;
+pub mod wake;
+pub mod world;
+
+pub use sluice_links as links;
+pub use sluice_policy as policy;
+pub use sluice_store as store;

@@ -1,0 +1,131 @@
+//! A [`World`] that passes every call through and, when recording, writes it
+//! to a trace.
+
+use super::{Call, Event, TickResult, TraceWriter};
+use serde::Serialize;
+use serde_json::{Value, json};
+use sluice_policy::{Dispatch, Level, Outcome, Row, SendResult, SessionState, TimestampMs, World};
+
+/// Wraps a world; records when it holds a writer.
+pub struct Recorder<W> {
+    pub inner: W,
+    writer: Option<TraceWriter>,
+    ticks: u64,
+}
+
+impl<W> Recorder<W> {
+    pub fn new(inner: W, writer: Option<TraceWriter>) -> Recorder<W> {
+        Recorder { inner, writer, ticks: 0 }
+    }
+
+    pub fn is_recording(&self) -> bool {
+        self.writer.is_some()
+    }
+
+    /// Marks the export call `tick(now)`.
+    pub fn begin_tick(&mut self, now: TimestampMs) {
+        self.ticks += 1;
+        let tick = self.ticks;
+        if let Some(writer) = self.writer.as_mut() {
+            writer.event(&Event::Tick { tick, now });
+        }
+    }
+
+    /// Marks how the export returned.
+    pub fn end_tick(&mut self, result: TickResult) {
+        if let Some(writer) = self.writer.as_mut() {
+            writer.event(&Event::TickEnd { result });
+        }
+    }
+
+    /// Flushes and closes the trace, if any.
+    pub fn finish(&mut self) -> std::io::Result<()> {
+        match self.writer.take() {
+            Some(writer) => writer.finish(),
+            None => Ok(()),
+        }
+    }
+
+    fn record<R: Serialize>(&mut self, call: &str, args: impl FnOnce() -> Value, result: &R) {
+        if let Some(writer) = self.writer.as_mut() {
+            let result = serde_json::to_value(result).unwrap_or(Value::Null);
+            writer.event(&Event::Call(Call { call: call.into(), args: args(), result }));
+        }
+    }
+}
+
+impl<W: World> World for Recorder<W> {
+    fn claim_due(&mut self, now: TimestampMs, limit: u32, lease_ms: i64) -> Result<Vec<Row>, String> {
+        let result = self.inner.claim_due(now, limit, lease_ms);
+        self.record("store.claim-due", || json!({ "now": now, "limit": limit, "lease_ms": lease_ms }), &result);
+        result
+    }
+
+    fn settle(&mut self, outcomes: Vec<Outcome>) -> Result<u32, String> {
+        let args = self.writer.as_ref().map(|_| json!({ "outcomes": outcomes }));
+        let result = self.inner.settle(outcomes);
+        self.record("store.settle", || args.unwrap_or(Value::Null), &result);
+        result
+    }
+
+    fn reclaim(&mut self, now: TimestampMs) -> Result<u32, String> {
+        let result = self.inner.reclaim(now);
+        self.record("store.reclaim", || json!({ "now": now }), &result);
+        result
+    }
+
+    fn expire(&mut self, now: TimestampMs, cutoff: TimestampMs) -> Result<u32, String> {
+        let result = self.inner.expire(now, cutoff);
+        self.record("store.expire", || json!({ "now": now, "cutoff": cutoff }), &result);
+        result
+    }
+
+    fn next_due_at(&mut self) -> Result<Option<TimestampMs>, String> {
+        let result = self.inner.next_due_at();
+        self.record("store.next-due-at", || json!({}), &result);
+        result
+    }
+
+    fn meshes(&mut self) -> Vec<String> {
+        let result = self.inner.meshes();
+        self.record("links.meshes", || json!({}), &result);
+        result
+    }
+
+    fn session_states(&mut self, pubkeys: Vec<String>) -> Vec<SessionState> {
+        let args = self.writer.as_ref().map(|_| json!({ "pubkeys": pubkeys }));
+        let result = self.inner.session_states(pubkeys);
+        self.record("links.session-states", || args.unwrap_or(Value::Null), &result);
+        result
+    }
+
+    fn send_batch(&mut self, dispatches: Vec<Dispatch>, ack_timeout_ms: u32) -> Vec<SendResult> {
+        let args = self.writer.as_ref().map(|_| json!({ "dispatches": dispatches, "ack_timeout_ms": ack_timeout_ms }));
+        let result = self.inner.send_batch(dispatches, ack_timeout_ms);
+        self.record("links.send-batch", || args.unwrap_or(Value::Null), &result);
+        result
+    }
+
+    fn now(&mut self) -> TimestampMs {
+        let result = self.inner.now();
+        self.record("env.now", || json!({}), &result);
+        result
+    }
+
+    fn random_bytes(&mut self, len: u32) -> Vec<u8> {
+        let result = self.inner.random_bytes(len);
+        self.record("env.random-bytes", || json!({ "len": len }), &base64_text(&result));
+        result
+    }
+
+    fn log(&mut self, level: Level, event: &str, fields: Vec<(String, String)>) {
+        self.record("env.log", || json!({ "level": level, "event": event, "fields": fields }), &());
+        self.inner.log(level, event, fields);
+    }
+}
+
+/// Random bytes as base64 text, like every other byte field of a trace.
+pub fn base64_text(bytes: &[u8]) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
