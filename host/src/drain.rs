@@ -38,27 +38,13 @@ impl Runner {
     fn tick(&mut self, now: i64) -> Result<TickReport, TickError> {
         self.recorder().begin_tick(now);
         let result = self.call_tick(now);
-        let recorded = match &result {
-            Ok(report) => TickResult::Report(report.clone()),
-            Err(TickError::Policy(e)) => TickResult::Error(e.clone()),
-            Err(TickError::Trap(e)) => TickResult::Trap(e.clone()),
-        };
-        self.recorder().end_tick(recorded);
+        self.recorder().end_tick(TickResult::of(&result));
         result
     }
 
     fn call_tick(&mut self, now: i64) -> Result<TickReport, TickError> {
         match self {
-            Runner::Component(runner) => runner.tick(now).map(|r| TickReport {
-                claimed: r.claimed,
-                done: r.done,
-                dead: r.dead,
-                retried: r.retried,
-                reclaimed: r.reclaimed,
-                expired: r.expired,
-                more_due: r.more_due,
-                next_due_at: r.next_due_at,
-            }),
+            Runner::Component(runner) => runner.tick(now),
             Runner::Native { world, settings } => sluice_policy::tick(world, settings, now).map_err(TickError::Policy),
         }
     }

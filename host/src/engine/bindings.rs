@@ -5,4 +5,4 @@ wasmtime::component::bindgen!({
     world: "drain-policy",
 });
 
-pub use exports::sluice::drain::policy::{PolicyInfo, TickReport};
+pub use exports::sluice::drain::policy::PolicyInfo;

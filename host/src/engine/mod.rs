@@ -13,7 +13,7 @@ mod bindings;
 mod imports;
 mod limits;
 
-pub use bindings::{PolicyInfo, TickReport};
+pub use bindings::PolicyInfo;
 pub use limits::{GUEST_MEMORY_BYTES_MAX, TICK_GUEST_TIME_MAX};
 
 use bindings::{DrainPolicy, DrainPolicyPre};
@@ -179,7 +179,7 @@ impl<W: World + Send + 'static> PolicyRunner<W> {
 
     /// Runs one tick. After a trap the instance is dropped and the next call
     /// makes a fresh one; the world survives.
-    pub fn tick(&mut self, now: i64) -> Result<TickReport, TickError> {
+    pub fn tick(&mut self, now: i64) -> Result<sluice_policy::TickReport, TickError> {
         if self.slot.is_none() {
             self.instantiate().map_err(|e| TickError::Trap(e.to_string()))?;
         }
@@ -190,7 +190,16 @@ impl<W: World + Send + 'static> PolicyRunner<W> {
         store.data_mut().import_time = Duration::ZERO;
         store.set_epoch_deadline(1);
         match instance.sluice_drain_policy().call_tick(&mut *store, now) {
-            Ok(Ok(report)) => Ok(report),
+            Ok(Ok(r)) => Ok(sluice_policy::TickReport {
+                claimed: r.claimed,
+                done: r.done,
+                dead: r.dead,
+                retried: r.retried,
+                reclaimed: r.reclaimed,
+                expired: r.expired,
+                more_due: r.more_due,
+                next_due_at: r.next_due_at,
+            }),
             Ok(Err(message)) => Err(TickError::Policy(message)),
             Err(trap) => {
                 let cause = describe_trap(&trap);

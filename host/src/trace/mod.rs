@@ -11,6 +11,7 @@
 //!   report, the policy's error, or the trap.
 //! Byte fields are base64. Calls are named as in `wit/drain.wit`.
 
+pub mod calls;
 mod reader;
 mod recorder;
 mod writer;
@@ -81,4 +82,15 @@ pub enum TickResult {
     Report(TickReport),
     Error(String),
     Trap(String),
+}
+
+impl TickResult {
+    /// How a tick call ended, as a trace records it.
+    pub fn of(result: &Result<TickReport, crate::engine::TickError>) -> TickResult {
+        match result {
+            Ok(report) => TickResult::Report(report.clone()),
+            Err(crate::engine::TickError::Policy(e)) => TickResult::Error(e.clone()),
+            Err(crate::engine::TickError::Trap(e)) => TickResult::Trap(e.clone()),
+        }
+    }
 }

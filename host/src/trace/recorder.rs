@@ -1,9 +1,9 @@
 //! A [`World`] that passes every call through and, when recording, writes it
 //! to a trace.
 
-use super::{Call, Event, TickResult, TraceWriter};
+use super::{Call, Event, TickResult, TraceWriter, calls};
 use serde::Serialize;
-use serde_json::{Value, json};
+use serde_json::Value;
 use sluice_policy::{Dispatch, Level, Outcome, Row, SendResult, SessionState, TimestampMs, World};
 
 /// Wraps a world; records when it holds a writer.
@@ -57,75 +57,69 @@ impl<W> Recorder<W> {
 impl<W: World> World for Recorder<W> {
     fn claim_due(&mut self, now: TimestampMs, limit: u32, lease_ms: i64) -> Result<Vec<Row>, String> {
         let result = self.inner.claim_due(now, limit, lease_ms);
-        self.record("store.claim-due", || json!({ "now": now, "limit": limit, "lease_ms": lease_ms }), &result);
+        self.record(calls::CLAIM_DUE, || calls::claim_due(now, limit, lease_ms), &result);
         result
     }
 
     fn settle(&mut self, outcomes: Vec<Outcome>) -> Result<u32, String> {
-        let args = self.writer.as_ref().map(|_| json!({ "outcomes": outcomes }));
+        let args = self.writer.as_ref().map(|_| calls::settle(&outcomes));
         let result = self.inner.settle(outcomes);
-        self.record("store.settle", || args.unwrap_or(Value::Null), &result);
+        self.record(calls::SETTLE, || args.unwrap_or(Value::Null), &result);
         result
     }
 
     fn reclaim(&mut self, now: TimestampMs) -> Result<u32, String> {
         let result = self.inner.reclaim(now);
-        self.record("store.reclaim", || json!({ "now": now }), &result);
+        self.record(calls::RECLAIM, || calls::now_only(now), &result);
         result
     }
 
     fn expire(&mut self, now: TimestampMs, cutoff: TimestampMs) -> Result<u32, String> {
         let result = self.inner.expire(now, cutoff);
-        self.record("store.expire", || json!({ "now": now, "cutoff": cutoff }), &result);
+        self.record(calls::EXPIRE, || calls::expire(now, cutoff), &result);
         result
     }
 
     fn next_due_at(&mut self) -> Result<Option<TimestampMs>, String> {
         let result = self.inner.next_due_at();
-        self.record("store.next-due-at", || json!({}), &result);
+        self.record(calls::NEXT_DUE_AT, calls::none, &result);
         result
     }
 
     fn meshes(&mut self) -> Vec<String> {
         let result = self.inner.meshes();
-        self.record("links.meshes", || json!({}), &result);
+        self.record(calls::MESHES, calls::none, &result);
         result
     }
 
     fn session_states(&mut self, pubkeys: Vec<String>) -> Vec<SessionState> {
-        let args = self.writer.as_ref().map(|_| json!({ "pubkeys": pubkeys }));
+        let args = self.writer.as_ref().map(|_| calls::session_states(&pubkeys));
         let result = self.inner.session_states(pubkeys);
-        self.record("links.session-states", || args.unwrap_or(Value::Null), &result);
+        self.record(calls::SESSION_STATES, || args.unwrap_or(Value::Null), &result);
         result
     }
 
     fn send_batch(&mut self, dispatches: Vec<Dispatch>, ack_timeout_ms: u32) -> Vec<SendResult> {
-        let args = self.writer.as_ref().map(|_| json!({ "dispatches": dispatches, "ack_timeout_ms": ack_timeout_ms }));
+        let args = self.writer.as_ref().map(|_| calls::send_batch(&dispatches, ack_timeout_ms));
         let result = self.inner.send_batch(dispatches, ack_timeout_ms);
-        self.record("links.send-batch", || args.unwrap_or(Value::Null), &result);
+        self.record(calls::SEND_BATCH, || args.unwrap_or(Value::Null), &result);
         result
     }
 
     fn now(&mut self) -> TimestampMs {
         let result = self.inner.now();
-        self.record("env.now", || json!({}), &result);
+        self.record(calls::NOW, calls::none, &result);
         result
     }
 
     fn random_bytes(&mut self, len: u32) -> Vec<u8> {
         let result = self.inner.random_bytes(len);
-        self.record("env.random-bytes", || json!({ "len": len }), &base64_text(&result));
+        self.record(calls::RANDOM_BYTES, || calls::random_bytes(len), &calls::bytes_text(&result));
         result
     }
 
     fn log(&mut self, level: Level, event: &str, fields: Vec<(String, String)>) {
-        self.record("env.log", || json!({ "level": level, "event": event, "fields": fields }), &());
+        self.record(calls::LOG, || calls::log(level, event, &fields), &());
         self.inner.log(level, event, fields);
     }
-}
-
-/// Random bytes as base64 text, like every other byte field of a trace.
-pub fn base64_text(bytes: &[u8]) -> String {
-    use base64::Engine as _;
-    base64::engine::general_purpose::STANDARD.encode(bytes)
 }

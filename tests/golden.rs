@@ -1,0 +1,328 @@
+//! Golden traces: one scripted scenario per rule of the default policy,
+//! recorded once and replayed by every `cargo test`.
+//!
+//! A scenario runs the real policy component against a real SQLite outbox,
+//! scripted links and broker answers, a virtual clock and counted "random"
+//! bytes, so its trace is the same on every machine. After an intentional
+//! change of the policy's behaviour, `SLUICE_BLESS=1 cargo test --release
+//! --test golden` records them again; review the diff of `tests/golden/`
+//! before committing it. A replay failure you did not intend is a bug.
+
+mod common;
+
+use sluice::engine::PolicyEngine;
+use sluice::replay::replay;
+use sluice::store::{NewRow, Outbox};
+use sluice::trace::{Header, PolicyId, Recorder, TickResult, Trace, TraceWriter};
+use sluice_policy::{Dispatch, Level, Outcome, Route, Row, SendResult, SessionState, TimestampMs, World};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+const T0: i64 = 1_767_225_600_000;
+const MINUTE: i64 = 60_000;
+const HOUR: i64 = 60 * MINUTE;
+
+/// How the scripted broker answers sends to a target.
+#[derive(Clone)]
+enum Answer {
+    Accept,
+    Reject(&'static str),
+    /// Reject the first n sends of each message, then accept.
+    RejectFirst(u32, &'static str),
+    /// A transport failure.
+    Fail(&'static str),
+}
+
+struct Scripted {
+    outbox: Outbox,
+    clock: i64,
+    meshes: Vec<String>,
+    sessions: BTreeMap<String, SessionState>,
+    answers: BTreeMap<String, Answer>,
+    sends: BTreeMap<String, u32>,
+    counter: u8,
+}
+
+impl World for Scripted {
+    fn claim_due(&mut self, now: TimestampMs, limit: u32, lease_ms: i64) -> Result<Vec<Row>, String> {
+        self.outbox.claim_due(now, limit, lease_ms).map_err(|e| e.to_string())
+    }
+    fn settle(&mut self, outcomes: Vec<Outcome>) -> Result<u32, String> {
+        self.outbox.settle(&outcomes).map_err(|e| e.to_string())
+    }
+    fn reclaim(&mut self, now: TimestampMs) -> Result<u32, String> {
+        self.outbox.reclaim(now).map_err(|e| e.to_string())
+    }
+    fn expire(&mut self, now: TimestampMs, cutoff: TimestampMs) -> Result<u32, String> {
+        self.outbox.expire(now, cutoff).map_err(|e| e.to_string())
+    }
+    fn next_due_at(&mut self) -> Result<Option<TimestampMs>, String> {
+        self.outbox.next_due_at().map_err(|e| e.to_string())
+    }
+    fn meshes(&mut self) -> Vec<String> {
+        self.meshes.clone()
+    }
+    fn session_states(&mut self, pubkeys: Vec<String>) -> Vec<SessionState> {
+        pubkeys.iter().map(|k| self.sessions.get(k).copied().unwrap_or(SessionState::Absent)).collect()
+    }
+    fn send_batch(&mut self, dispatches: Vec<Dispatch>, _: u32) -> Vec<SendResult> {
+        self.clock += 3;
+        dispatches.iter().map(|d| self.answer(d)).collect()
+    }
+    fn now(&mut self) -> TimestampMs {
+        self.clock
+    }
+    fn random_bytes(&mut self, len: u32) -> Vec<u8> {
+        self.counter = self.counter.wrapping_add(1);
+        vec![self.counter; len as usize]
+    }
+    fn log(&mut self, _: Level, _: &str, _: Vec<(String, String)>) {}
+}
+
+impl Scripted {
+    fn answer(&mut self, d: &Dispatch) -> SendResult {
+        if let Route::Session(key) = &d.route {
+            if self.sessions.get(key) != Some(&SessionState::Open) {
+                return SendResult::Failed("link_not_open: no session link".into());
+            }
+        }
+        let count = self.sends.entry(d.client_message_id.clone()).or_default();
+        *count += 1;
+        let accepted = SendResult::Accepted(format!("msg_{}_{count}", d.client_message_id));
+        match self.answers.get(&d.target_spec).cloned().unwrap_or(Answer::Accept) {
+            Answer::Accept => accepted,
+            Answer::Reject(text) => SendResult::Rejected(text.into()),
+            Answer::RejectFirst(n, text) if *count <= n => SendResult::Rejected(text.into()),
+            Answer::RejectFirst(..) => accepted,
+            Answer::Fail(text) => SendResult::Failed(text.into()),
+        }
+    }
+}
+
+/// One scripted scenario.
+struct Scenario {
+    name: &'static str,
+    settings: Vec<(&'static str, &'static str)>,
+    meshes: Vec<&'static str>,
+    sessions: Vec<(&'static str, SessionState)>,
+    answers: Vec<(&'static str, Answer)>,
+    rows: Vec<NewRow>,
+    /// SQL run after enqueueing (to stage leases and the like).
+    staging: &'static str,
+    ticks: usize,
+}
+
+fn row(id: &str, target: &str) -> NewRow {
+    NewRow {
+        id: id.into(),
+        client_message_id: format!("cm-{id}"),
+        request_fingerprint: vec![0xc0, 0xff, 0xee],
+        payload: format!("body of {id}").into_bytes(),
+        enqueued_at: T0 - 1_000,
+        next_attempt_at: T0 - 1_000,
+        mesh: Some("alpha".into()),
+        target_spec: Some(target.into()),
+        nonce: Some("bm9uY2U=".into()),
+        ciphertext: Some("Y2lwaGVy".into()),
+        priority: Some("now".into()),
+        sender_session_pubkey: None,
+    }
+}
+
+fn legacy(id: &str) -> NewRow {
+    NewRow { mesh: None, target_spec: None, nonce: None, ciphertext: None, priority: None, ..row(id, "") }
+}
+
+fn aged(mut r: NewRow, age_ms: i64) -> NewRow {
+    r.enqueued_at = T0 - age_ms;
+    r.next_attempt_at = T0 - age_ms;
+    r
+}
+
+fn session(mut r: NewRow, key: &str) -> NewRow {
+    r.sender_session_pubkey = Some(key.into());
+    r
+}
+
+const OPEN: &str = "0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a";
+const CONNECTING: &str = "0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b";
+const ABSENT: &str = "0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c";
+
+fn base(name: &'static str, rows: Vec<NewRow>) -> Scenario {
+    Scenario { name, settings: vec![], meshes: vec!["alpha"], sessions: vec![], answers: vec![], rows, staging: "", ticks: 3 }
+}
+
+fn scenarios() -> Vec<Scenario> {
+    vec![
+        Scenario { meshes: vec!["alpha", "beta"], ..base("mesh_routing", vec![row("a1", "@bob"), NewRow { mesh: Some("beta".into()), ..row("b1", "@bob") }]) },
+        base("null_mesh_single_link", vec![NewRow { mesh: None, ..row("n1", "@bob") }]),
+        Scenario { meshes: vec!["alpha", "beta"], ..base("null_mesh_several_links", vec![NewRow { mesh: None, ..row("n2", "@bob") }]) },
+        base("unknown_mesh", vec![NewRow { mesh: Some("gamma".into()), ..row("u1", "@bob") }]),
+        base("legacy_broadcast", vec![legacy("l1"), legacy("l2")]),
+        base("malformed_partial_row", vec![NewRow { ciphertext: None, ..row("m1", "@bob") }, NewRow { nonce: Some(String::new()), ..row("m2", "@bob") }]),
+        base(
+            "priority_mapping",
+            ["now", "next", "low", "urgent"].iter().map(|p| NewRow { priority: Some((*p).into()), ..row(&format!("p-{p}"), "@bob") }).collect(),
+        ),
+        Scenario { answers: vec![("@blocked", Answer::Reject("blocked by recipient grants"))], ..base("permanent_rejection", vec![row("r1", "@blocked")]) },
+        Scenario { answers: vec![("@flaky", Answer::RejectFirst(1, "rate_limited"))], ..base("transient_then_done", vec![row("t1", "@flaky")]) },
+        Scenario {
+            answers: vec![("@slow", Answer::Fail("ack_timeout")), ("@gone", Answer::Fail("link_closed"))],
+            ..base("transport_failures_retry", vec![row("f1", "@slow"), row("f2", "@gone")])
+        },
+        Scenario {
+            answers: vec![("@busy", Answer::Reject("rate_limited"))],
+            ticks: 27,
+            ..base("backoff_to_the_cap_then_dead", vec![row("c1", "@busy")])
+        },
+        Scenario {
+            sessions: vec![(OPEN, SessionState::Open), (CONNECTING, SessionState::Connecting)],
+            ..base(
+                "session_rows",
+                vec![
+                    session(row("s-open", "@bob"), OPEN),
+                    session(row("s-connecting", "@bob"), CONNECTING),
+                    session(row("s-absent-young", "@bob"), ABSENT),
+                    session(aged(row("s-absent-old", "@bob"), 11 * MINUTE), ABSENT),
+                ],
+            )
+        },
+        Scenario {
+            settings: vec![("max_attempts", "3")],
+            sessions: vec![(CONNECTING, SessionState::Connecting)],
+            ticks: 4,
+            ..base("session_not_open_hits_the_cap", vec![session(row("s-cap", "@bob"), CONNECTING)])
+        },
+        Scenario {
+            staging: "UPDATE outbox SET next_attempt_at = 1767225700000, attempts = 3, last_error = 'rate_limited' WHERE id = 'e2'",
+            ..base("expiry", vec![aged(row("e1", "@bob"), 25 * HOUR), aged(row("e2", "@bob"), 25 * HOUR), row("e3", "@bob")])
+        },
+        Scenario {
+            staging: "UPDATE outbox SET status = 'inflight', attempts = 1, next_attempt_at = 1767225599000 WHERE id = 'lease1'",
+            ..base("reclaim_run_out_lease", vec![row("lease1", "@bob")])
+        },
+        Scenario { settings: vec![("batch_rows", "2")], ..base("full_batch_ticks_again", (0..5).map(|i| row(&format!("batch{i}"), "@bob")).collect()) },
+    ]
+}
+
+fn golden_path(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/golden").join(format!("{name}.trace"))
+}
+
+fn settings_of(s: &Scenario) -> Vec<(String, String)> {
+    s.settings.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+}
+
+/// Runs a scenario with the embedded policy, recording to `path`.
+fn record(s: &Scenario, path: &std::path::Path) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut outbox = Outbox::open(&dir.path().join("outbox.db")).unwrap();
+    outbox.enqueue(&s.rows).unwrap();
+    if !s.staging.is_empty() {
+        rusqlite::Connection::open(dir.path().join("outbox.db")).unwrap().execute_batch(s.staging).unwrap();
+    }
+    let engine = PolicyEngine::load_default(settings_of(s)).unwrap();
+    let meta = engine.meta();
+    let header = Header::new(PolicyId { name: meta.name.clone(), version: meta.version.clone(), sha256: meta.sha256.clone() }, settings_of(s));
+    let world = Scripted {
+        outbox,
+        clock: T0,
+        meshes: s.meshes.iter().map(|m| m.to_string()).collect(),
+        sessions: s.sessions.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
+        answers: s.answers.iter().map(|(k, v)| (k.to_string(), v.clone())).collect(),
+        sends: BTreeMap::new(),
+        counter: 0,
+    };
+    let mut runner = engine.runner(Recorder::new(world, Some(TraceWriter::create(path, &header).unwrap()))).unwrap();
+    for _ in 0..s.ticks {
+        let now = runner.world_mut().inner.clock;
+        runner.world_mut().begin_tick(now);
+        let result = runner.tick(now);
+        runner.world_mut().end_tick(TickResult::of(&result));
+        let report = result.unwrap();
+        // Virtual time: straight to the next due row, or a second on.
+        let world = &mut runner.world_mut().inner;
+        world.clock = match report.next_due_at {
+            _ if report.more_due => world.clock + 1,
+            Some(due) if due > world.clock => due,
+            _ => world.clock + 1_000,
+        };
+    }
+    runner.world_mut().finish().unwrap();
+}
+
+/// With `SLUICE_BLESS=1`, records every golden trace again, once, before
+/// any test of this file reads them.
+fn bless_once() {
+    static BLESSED: std::sync::OnceLock<()> = std::sync::OnceLock::new();
+    BLESSED.get_or_init(|| {
+        if std::env::var_os("SLUICE_BLESS").is_some_and(|v| v == "1") {
+            for scenario in scenarios() {
+                record(&scenario, &golden_path(scenario.name));
+            }
+        }
+    });
+}
+
+#[test]
+fn golden_traces_replay_against_the_default_policy() {
+    bless_once();
+    let engine = PolicyEngine::load_default(vec![]).unwrap();
+    let mut problems = Vec::new();
+    for scenario in scenarios() {
+        let path = golden_path(scenario.name);
+        let Ok(trace) = Trace::load(&path) else {
+            problems.push(format!("{}: no golden trace at {}; record it with SLUICE_BLESS=1 cargo test --release --test golden", scenario.name, path.display()));
+            continue;
+        };
+        let engine = if scenario.settings.is_empty() { &engine } else { &PolicyEngine::load_default(trace.header.settings.clone()).unwrap() };
+        match replay(&trace, engine).unwrap() {
+            Ok(summary) => assert!(summary.ticks == scenario.ticks && !summary.truncated, "{}: {summary:?}", scenario.name),
+            Err(divergence) => problems.push(format!("{}: {divergence}", scenario.name)),
+        }
+    }
+    assert!(problems.is_empty(), "golden traces diverged (after an intended policy change, run SLUICE_BLESS=1 and review the diff):\n{}", problems.join("\n"));
+}
+
+#[test]
+fn a_fresh_recording_of_every_scenario_matches_its_golden_trace() {
+    bless_once();
+    for scenario in scenarios() {
+        let dir = tempfile::tempdir().unwrap();
+        let fresh = dir.path().join("fresh.trace");
+        record(&scenario, &fresh);
+        let golden = std::fs::read_to_string(golden_path(scenario.name)).unwrap_or_default();
+        assert!(
+            std::fs::read_to_string(&fresh).unwrap() == golden,
+            "{}: the scenario no longer records its golden trace; if the change is intended, run SLUICE_BLESS=1 and review the diff",
+            scenario.name
+        );
+    }
+}
+
+/// Every planted bug of the faulty policy is caught by replaying the golden traces.
+#[test]
+fn planted_bugs_diverge_from_the_golden_traces() {
+    bless_once();
+    let bytes = std::fs::read(env!("SLUICE_FAULTY_POLICY_WASM")).unwrap();
+    for fault in ["session_over_daemon", "never_dead", "forget_settle"] {
+        let mut caught = Vec::new();
+        for scenario in scenarios() {
+            let trace = Trace::load(&golden_path(scenario.name)).unwrap();
+            let mut settings = trace.header.settings.clone();
+            settings.push(("fault".into(), fault.into()));
+            let engine = PolicyEngine::load("faulty", &bytes, settings).unwrap();
+            if let Err(divergence) = replay(&trace, &engine).unwrap() {
+                caught.push(format!("{}: {divergence}", scenario.name));
+            }
+        }
+        assert!(!caught.is_empty(), "no golden trace catches the planted bug {fault}");
+    }
+    // And the faulty build with no fault replays every golden trace cleanly:
+    // the divergences above come from the bugs, not from the build.
+    for scenario in scenarios() {
+        let trace = Trace::load(&golden_path(scenario.name)).unwrap();
+        let engine = PolicyEngine::load("faulty", &bytes, trace.header.settings.clone()).unwrap();
+        assert!(replay(&trace, &engine).unwrap().is_ok(), "{}", scenario.name);
+    }
+}
