@@ -2,6 +2,9 @@
 //! is abandoned, its rows come back through their lease, the loop goes on
 //! with a fresh instance. Uses the guest built with its `faults` feature.
 
+// Test code fails loudly: an unwrap here is an assertion.
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use common::*;

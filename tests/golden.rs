@@ -8,6 +8,9 @@
 //! --test golden` records them again; review the diff of `tests/golden/`
 //! before committing it. A replay failure you did not intend is a bug.
 
+// Test code fails loudly: an unwrap here is an assertion.
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use sluice::engine::PolicyEngine;
@@ -81,10 +84,10 @@ impl World for Scripted {
 
 impl Scripted {
     fn answer(&mut self, d: &Dispatch) -> SendResult {
-        if let Route::Session(key) = &d.route {
-            if self.sessions.get(key) != Some(&SessionState::Open) {
-                return SendResult::Failed("link_not_open: no session link".into());
-            }
+        if let Route::Session(key) = &d.route
+            && self.sessions.get(key) != Some(&SessionState::Open)
+        {
+            return SendResult::Failed("link_not_open: no session link".into());
         }
         let count = self.sends.entry(d.client_message_id.clone()).or_default();
         *count += 1;

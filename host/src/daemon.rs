@@ -4,7 +4,7 @@
 //! the same code; they differ only in where the configuration comes from.
 
 use crate::config::Config;
-use crate::drain::{Drain, DrainOptions, Runner, Signal, Totals};
+use crate::drain::{Drain, DrainOptions, Runner, Signal, Signals, TickObserver, Totals};
 use crate::engine::{PolicyEngine, PolicyMeta};
 use crate::trace::{Header, PolicyId, Recorder, TraceWriter};
 use crate::wake::WakeListener;
@@ -14,7 +14,7 @@ use sluice_links::{LinkOptions, Links};
 use sluice_policy::Settings;
 use sluice_store::{Checkpointer, Outbox};
 use std::path::{Path, PathBuf};
-use std::sync::mpsc::{Sender, channel};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// Which policy drives the loop.
@@ -32,12 +32,12 @@ pub enum PolicyChoice {
 /// start does not turn every row into a `link_not_open` retry.
 const LINKS_OPEN_WAIT: Duration = Duration::from_secs(5);
 
-/// A drainer ready to run.
+/// A drainer ready to run: one loop per batch in flight, sharing the links.
 pub struct Daemon {
-    pub drain: Drain,
+    drains: Vec<Drain>,
     pub links: Links,
     pub meta: PolicyMeta,
-    signals: Sender<Signal>,
+    signals: Signals,
     runtime: tokio::runtime::Runtime,
     _wake: Option<WakeListener>,
     _checkpointer: Checkpointer,
@@ -61,7 +61,8 @@ impl RunSummary {
 }
 
 impl Daemon {
-    /// Assembles a drainer; `record` names a trace file to write.
+    /// Assembles a drainer; `record` names a trace file to write (recording
+    /// runs a single loop, so the trace is one sequence of ticks).
     pub fn start(config: &Config, policy: &PolicyChoice, exit_when_drained: bool, record: Option<&Path>) -> anyhow::Result<Daemon> {
         let _ = rustls::crypto::ring::default_provider().install_default();
         let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -70,14 +71,32 @@ impl Daemon {
             .enable_all()
             .build()
             .context("starting the async runtime")?;
-        let (signals, receiver) = channel();
         let (meta, engine) = load_policy(policy, config)?;
-        let mut outbox = Outbox::open(&config.outbox)?;
-        let checkpointer = outbox.start_checkpointer()?;
+        let mut first = Outbox::open(&config.outbox)?;
+        let checkpointer = first.start_checkpointer()?;
         let links = {
             let _guard = runtime.enter();
             Links::start(config.meshes.clone(), LinkOptions::default())
         };
+        let loops = if record.is_some() { 1 } else { config.batches_in_flight };
+        let mut signals = Signals::default();
+        let mut drains = Vec::with_capacity(loops);
+        let mut outbox = Some(first);
+        let write_gate = Arc::new(Mutex::new(()));
+        for i in 0..loops {
+            let outbox = match outbox.take() {
+                Some(outbox) => outbox,
+                None => Outbox::open(&config.outbox)?,
+            };
+            let writer = if i == 0 { trace_writer(record, &meta, config)? } else { None };
+            let world = Recorder::new(HostWorld::new(outbox, links.clone(), runtime.handle().clone(), write_gate.clone()), writer);
+            let runner = match &engine {
+                Some(engine) => Runner::Component(engine.runner(world)?),
+                None => Runner::Native { world, settings: Settings::from_pairs(&config.policy).map_err(|e| anyhow::anyhow!(e.0))? },
+            };
+            let options = DrainOptions { poll_interval: config.poll_interval, exit_when_drained };
+            drains.push(Drain::new(runner, options, signals.subscribe()));
+        }
         let wake = match WakeListener::bind(&config.outbox, signals.clone()) {
             Ok(listener) => Some(listener),
             Err(e) => {
@@ -85,29 +104,22 @@ impl Daemon {
                 None
             }
         };
-        let writer = match record {
-            Some(path) => {
-                let header = Header::new(PolicyId { name: meta.name.clone(), version: meta.version.clone(), sha256: meta.sha256.clone() }, config.policy.clone());
-                Some(TraceWriter::create(path, &header).with_context(|| format!("creating trace file {}", path.display()))?)
-            }
-            None => None,
-        };
-        let world = Recorder::new(HostWorld::new(outbox, links.clone(), runtime.handle().clone()), writer);
-        let runner = match engine {
-            Some(engine) => Runner::Component(engine.runner(world)?),
-            None => Runner::Native { world, settings: Settings::from_pairs(&config.policy).map_err(|e| anyhow::anyhow!(e.0))? },
-        };
-        let options = DrainOptions { poll_interval: config.poll_interval, exit_when_drained };
-        let drain = Drain::new(runner, options, receiver);
-        Ok(Daemon { drain, links, meta, signals, runtime, _wake: wake, _checkpointer: checkpointer })
+        Ok(Daemon { drains, links, meta, signals, runtime, _wake: wake, _checkpointer: checkpointer })
     }
 
-    /// A sender that wakes or stops the loop (signal handlers, tests).
-    pub fn signals(&self) -> Sender<Signal> {
+    /// Wakes or stops every loop (signal handlers, tests).
+    pub fn signals(&self) -> Signals {
         self.signals.clone()
     }
 
-    /// Stops the loop on SIGINT or SIGTERM, after the current tick.
+    /// Calls `make()` once per loop for an observer of that loop's ticks.
+    pub fn observe(&mut self, make: impl Fn() -> TickObserver) {
+        for drain in &mut self.drains {
+            drain.observe(make());
+        }
+    }
+
+    /// Stops the loops on SIGINT or SIGTERM, after their current tick.
     pub fn stop_on_signals(&self) {
         let signals = self.signals.clone();
         self.runtime.spawn(async move {
@@ -117,25 +129,46 @@ impl Daemon {
                 _ = term.recv() => {}
             }
             tracing::info!(target: "sluice", "stopping after the current tick");
-            let _ = signals.send(Signal::Stop);
+            signals.send(Signal::Stop);
         });
     }
 
-    /// Runs until stopped or drained; then closes the links.
+    /// Runs every loop until stopped or drained; then closes the links.
     pub fn run(&mut self) -> RunSummary {
         let links = self.links.clone();
         if !self.runtime.block_on(links.wait_open(LINKS_OPEN_WAIT)) && !self.links.meshes().is_empty() {
             tracing::warn!(target: "sluice", "not every broker link opened within {LINKS_OPEN_WAIT:?}; draining anyway");
         }
         let started = Instant::now();
-        let totals = self.drain.run().clone();
+        let mut totals = Totals::default();
+        std::thread::scope(|scope| {
+            let (first, rest) = self.drains.split_first_mut().expect("a daemon has at least one loop");
+            let others: Vec<_> = rest.iter_mut().map(|drain| scope.spawn(move || drain.run().clone())).collect();
+            totals.merge(first.run());
+            for other in others {
+                match other.join() {
+                    Ok(t) => totals.merge(&t),
+                    Err(_) => tracing::error!(target: "sluice", "a drain loop panicked"),
+                }
+            }
+        });
         let elapsed = started.elapsed();
         self.runtime.block_on(links.shutdown());
-        if let Err(e) = self.drain.runner_mut().recorder().finish() {
-            tracing::error!(target: "sluice", "the trace is incomplete: {e}");
+        for drain in &mut self.drains {
+            if let Err(e) = drain.runner_mut().recorder().finish() {
+                tracing::error!(target: "sluice", "the trace is incomplete: {e}");
+            }
         }
         RunSummary { totals, elapsed, peak_rss_bytes: peak_rss_bytes() }
     }
+}
+
+fn trace_writer(record: Option<&Path>, meta: &PolicyMeta, config: &Config) -> anyhow::Result<Option<TraceWriter>> {
+    let Some(path) = record else { return Ok(None) };
+    let id = PolicyId { name: meta.name.clone(), version: meta.version.clone(), sha256: meta.sha256.clone() };
+    let writer = TraceWriter::create(path, &Header::new(id, config.policy.clone()))
+        .with_context(|| format!("creating trace file {}", path.display()))?;
+    Ok(Some(writer))
 }
 
 fn load_policy(policy: &PolicyChoice, config: &Config) -> anyhow::Result<(PolicyMeta, Option<PolicyEngine>)> {

@@ -54,15 +54,20 @@ pub fn run(normal: u32, record: Option<&std::path::Path>) -> anyhow::Result<Demo
         }],
         sessions: Vec::new(),
         poll_interval: Duration::from_millis(100),
+        batches_in_flight: 2,
         policy: Vec::new(),
     };
     let mut daemon = Daemon::start(&config, &PolicyChoice::Embedded, true, record)?;
     let progress = progress_bar(total);
-    let bar = progress.clone();
-    daemon.drain.observe(Box::new(move |_, totals| {
-        bar.set_position(totals.done + totals.dead + totals.expired);
-        bar.set_message(format!("retried {}", totals.retried));
-    }));
+    let retried = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    daemon.observe(|| {
+        let (bar, retried) = (progress.clone(), retried.clone());
+        Box::new(move |report| {
+            bar.inc(u64::from(report.done + report.dead + report.expired));
+            let so_far = retried.fetch_add(u64::from(report.retried), std::sync::atomic::Ordering::Relaxed) + u64::from(report.retried);
+            bar.set_message(format!("retried {so_far}"));
+        })
+    });
     let summary = daemon.run();
     progress.finish_and_clear();
 

@@ -22,6 +22,28 @@ pub enum Signal {
     Stop,
 }
 
+/// Sends a signal to every loop of a process (one per batch in flight).
+#[derive(Clone, Debug, Default)]
+pub struct Signals {
+    senders: Vec<std::sync::mpsc::Sender<Signal>>,
+}
+
+impl Signals {
+    /// A new loop's receiver, wired to this fan-out.
+    pub fn subscribe(&mut self) -> Receiver<Signal> {
+        let (sender, receiver) = std::sync::mpsc::channel();
+        self.senders.push(sender);
+        receiver
+    }
+
+    pub fn send(&self, signal: Signal) {
+        for sender in &self.senders {
+            // A loop that already returned has dropped its receiver: fine.
+            let _ = sender.send(signal);
+        }
+    }
+}
+
 /// The world the loop's policy sees: the host's, recorded when asked.
 pub type DrainWorld = Recorder<HostWorld>;
 
@@ -89,6 +111,18 @@ pub struct Totals {
 }
 
 impl Totals {
+    /// Adds another loop's totals (a process runs one loop per batch in flight).
+    pub fn merge(&mut self, other: &Totals) {
+        self.ticks += other.ticks;
+        self.failed_ticks += other.failed_ticks;
+        self.claimed += other.claimed;
+        self.done += other.done;
+        self.dead += other.dead;
+        self.retried += other.retried;
+        self.reclaimed += other.reclaimed;
+        self.expired += other.expired;
+    }
+
     fn add(&mut self, r: &TickReport) {
         self.ticks += 1;
         self.claimed += u64::from(r.claimed);
@@ -101,7 +135,7 @@ impl Totals {
 }
 
 /// Called after every successful tick (progress bars, tests).
-pub type TickObserver = Box<dyn FnMut(&TickReport, &Totals) + Send>;
+pub type TickObserver = Box<dyn FnMut(&TickReport) + Send>;
 
 pub struct Drain {
     runner: Runner,
@@ -136,7 +170,7 @@ impl Drain {
             Ok(report) => {
                 self.totals.add(&report);
                 if let Some(observer) = self.observer.as_mut() {
-                    observer(&report, &self.totals);
+                    observer(&report);
                 }
                 Ok(report)
             }

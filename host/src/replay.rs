@@ -133,21 +133,21 @@ impl ReplayWorld {
 
     /// The recorded result of the next call if it is `name(args)`; after a
     /// divergence every call gets `fallback` (the tick is already lost).
-    fn answer<R: DeserializeOwned>(&mut self, name: &str, args: Value, fallback: R) -> R {
+    fn answer<R: DeserializeOwned>(&mut self, name: &str, args: &Value, fallback: R) -> R {
         if self.divergence.is_some() {
             return fallback;
         }
         let call_number = self.position + 1;
         let Some(recorded) = self.calls.get(self.position) else {
-            self.diverge(call_number, "no further call: the tick returned".into(), describe(name, &args));
+            self.diverge(call_number, "no further call: the tick returned".into(), describe(name, args));
             return fallback;
         };
         if recorded.call != name {
-            let (r, p) = (describe(&recorded.call, &recorded.args), describe(name, &args));
+            let (r, p) = (describe(&recorded.call, &recorded.args), describe(name, args));
             self.diverge(call_number, r, p);
             return fallback;
         }
-        if let Some((path, a, b)) = first_difference(&recorded.args, &args, "args") {
+        if let Some((path, a, b)) = first_difference(&recorded.args, args, "args") {
             self.diverge(call_number, format!("{name}: {path} = {a}"), format!("{name}: {path} = {b}"));
             return fallback;
         }
@@ -172,39 +172,39 @@ const DIVERGED: &str = "replay diverged";
 
 impl World for ReplayWorld {
     fn claim_due(&mut self, now: TimestampMs, limit: u32, lease_ms: i64) -> Result<Vec<Row>, String> {
-        self.answer(calls::CLAIM_DUE, calls::claim_due(now, limit, lease_ms), Err(DIVERGED.into()))
+        self.answer(calls::CLAIM_DUE, &calls::claim_due(now, limit, lease_ms), Err(DIVERGED.into()))
     }
     fn settle(&mut self, outcomes: Vec<Outcome>) -> Result<u32, String> {
-        self.answer(calls::SETTLE, calls::settle(&outcomes), Err(DIVERGED.into()))
+        self.answer(calls::SETTLE, &calls::settle(&outcomes), Err(DIVERGED.into()))
     }
     fn reclaim(&mut self, now: TimestampMs) -> Result<u32, String> {
-        self.answer(calls::RECLAIM, calls::now_only(now), Err(DIVERGED.into()))
+        self.answer(calls::RECLAIM, &calls::now_only(now), Err(DIVERGED.into()))
     }
     fn expire(&mut self, now: TimestampMs, cutoff: TimestampMs) -> Result<u32, String> {
-        self.answer(calls::EXPIRE, calls::expire(now, cutoff), Err(DIVERGED.into()))
+        self.answer(calls::EXPIRE, &calls::expire(now, cutoff), Err(DIVERGED.into()))
     }
     fn next_due_at(&mut self) -> Result<Option<TimestampMs>, String> {
-        self.answer(calls::NEXT_DUE_AT, calls::none(), Err(DIVERGED.into()))
+        self.answer(calls::NEXT_DUE_AT, &calls::none(), Err(DIVERGED.into()))
     }
     fn meshes(&mut self) -> Vec<String> {
-        self.answer(calls::MESHES, calls::none(), Vec::new())
+        self.answer(calls::MESHES, &calls::none(), Vec::new())
     }
     fn session_states(&mut self, pubkeys: Vec<String>) -> Vec<SessionState> {
         let fallback = vec![SessionState::Absent; pubkeys.len()];
-        self.answer(calls::SESSION_STATES, calls::session_states(&pubkeys), fallback)
+        self.answer(calls::SESSION_STATES, &calls::session_states(&pubkeys), fallback)
     }
     fn send_batch(&mut self, dispatches: Vec<Dispatch>, ack_timeout_ms: u32) -> Vec<SendResult> {
         let fallback = vec![SendResult::Failed(DIVERGED.into()); dispatches.len()];
-        self.answer(calls::SEND_BATCH, calls::send_batch(&dispatches, ack_timeout_ms), fallback)
+        self.answer(calls::SEND_BATCH, &calls::send_batch(&dispatches, ack_timeout_ms), fallback)
     }
     fn now(&mut self) -> TimestampMs {
-        self.answer(calls::NOW, calls::none(), 0)
+        self.answer(calls::NOW, &calls::none(), 0)
     }
     fn random_bytes(&mut self, len: u32) -> Vec<u8> {
-        let text: String = self.answer(calls::RANDOM_BYTES, calls::random_bytes(len), String::new());
+        let text: String = self.answer(calls::RANDOM_BYTES, &calls::random_bytes(len), String::new());
         calls::bytes_from_text(&text).unwrap_or_default()
     }
     fn log(&mut self, level: Level, event: &str, fields: Vec<(String, String)>) {
-        self.answer::<()>(calls::LOG, calls::log(level, event, &fields), ());
+        self.answer::<()>(calls::LOG, &calls::log(level, event, &fields), ());
     }
 }

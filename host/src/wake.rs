@@ -7,10 +7,9 @@
 //! is removed. Producers that write the outbox directly are found by the
 //! poll interval instead.
 
-use crate::drain::Signal;
+use crate::drain::{Signal, Signals};
 use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
-use std::sync::mpsc::Sender;
 
 /// The folder of wake sockets for an outbox file.
 pub fn wake_dir(outbox: &Path) -> PathBuf {
@@ -26,7 +25,7 @@ pub struct WakeListener {
 
 impl WakeListener {
     /// Binds this process's socket and forwards every datagram as [`Signal::Wake`].
-    pub fn bind(outbox: &Path, signals: Sender<Signal>) -> std::io::Result<WakeListener> {
+    pub fn bind(outbox: &Path, signals: Signals) -> std::io::Result<WakeListener> {
         let dir = wake_dir(outbox);
         std::fs::create_dir_all(&dir)?;
         let path = dir.join(format!("{}.sock", std::process::id()));
@@ -35,9 +34,7 @@ impl WakeListener {
         std::thread::Builder::new().name("sluice-wake".into()).spawn(move || {
             let mut buf = [0u8; 16];
             while socket.recv(&mut buf).is_ok() {
-                if signals.send(Signal::Wake).is_err() {
-                    break;
-                }
+                signals.send(Signal::Wake);
             }
         })?;
         Ok(WakeListener { path })

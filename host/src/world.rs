@@ -9,6 +9,7 @@
 use sluice_links::Links;
 use sluice_policy::{Dispatch, Level, Outcome, Row, SendResult, SessionState, TimestampMs, World};
 use sluice_store::Outbox;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// The host's side of the contract.
@@ -17,11 +18,23 @@ pub struct HostWorld {
     pub links: Links,
     /// The runtime the links live on; the drain thread blocks on it to send.
     pub runtime: tokio::runtime::Handle,
+    /// Taken around every write transaction by the loops of one process.
+    /// SQLite would serialize them anyway, but its busy handler sleeps in
+    /// steps of milliseconds; a mutex hands the lock over at once.
+    write_gate: Arc<Mutex<()>>,
 }
 
 impl HostWorld {
-    pub fn new(outbox: Outbox, links: Links, runtime: tokio::runtime::Handle) -> HostWorld {
-        HostWorld { outbox, links, runtime }
+    /// `write_gate` is shared by every world of the process on this outbox.
+    pub fn new(outbox: Outbox, links: Links, runtime: tokio::runtime::Handle, write_gate: Arc<Mutex<()>>) -> HostWorld {
+        HostWorld { outbox, links, runtime, write_gate }
+    }
+
+    fn write<R>(&mut self, transaction: impl FnOnce(&mut Outbox) -> Result<R, sluice_store::StoreError>) -> Result<R, String> {
+        // A poisoned gate only means another loop panicked mid-call; SQLite's
+        // own transaction kept the file consistent.
+        let _gate = self.write_gate.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        transaction(&mut self.outbox).map_err(|e| e.to_string())
     }
 }
 
@@ -38,19 +51,19 @@ pub const RANDOM_BYTES_MAX: u32 = 64 * 1024;
 
 impl World for HostWorld {
     fn claim_due(&mut self, now: TimestampMs, limit: u32, lease_ms: i64) -> Result<Vec<Row>, String> {
-        self.outbox.claim_due(now, limit, lease_ms).map_err(|e| e.to_string())
+        self.write(|o| o.claim_due(now, limit, lease_ms))
     }
 
     fn settle(&mut self, outcomes: Vec<Outcome>) -> Result<u32, String> {
-        self.outbox.settle(&outcomes).map_err(|e| e.to_string())
+        self.write(|o| o.settle(&outcomes))
     }
 
     fn reclaim(&mut self, now: TimestampMs) -> Result<u32, String> {
-        self.outbox.reclaim(now).map_err(|e| e.to_string())
+        self.write(|o| o.reclaim(now))
     }
 
     fn expire(&mut self, now: TimestampMs, cutoff: TimestampMs) -> Result<u32, String> {
-        self.outbox.expire(now, cutoff).map_err(|e| e.to_string())
+        self.write(|o| o.expire(now, cutoff))
     }
 
     fn next_due_at(&mut self) -> Result<Option<TimestampMs>, String> {

@@ -53,7 +53,9 @@ fn mesh_routing_table() {
     null_mesh.mesh = None;
     let mut empty_mesh = row();
     empty_mesh.mesh = Some(String::new());
-    let cases: Vec<(&str, Row, Vec<&str>, Result<&str, &str>)> = vec![
+    // (case, row, linked meshes, Ok(route mesh) or Err(dead reason))
+    type Case<'a> = (&'a str, Row, Vec<&'a str>, Result<&'a str, &'a str>);
+    let cases: Vec<Case> = vec![
         ("mesh set and linked", row(), vec!["alpha", "beta"], Ok("alpha")),
         ("mesh set, no link", row(), vec!["beta"], Err("no_broker_for_mesh:alpha")),
         ("mesh NULL, one link", null_mesh.clone(), vec!["beta"], Ok("beta")),

@@ -1,6 +1,8 @@
 //! Shared fixtures of the end-to-end tests: a test broker on 127.0.0.1:0, an
 //! outbox in a temporary folder, a config file, and the real `sluice` binary.
 #![allow(dead_code)]
+// Test fixtures fail loudly: an unwrap here is an assertion.
+#![allow(clippy::unwrap_used)]
 
 use sluice::links::{Broker, BrokerOptions, BrokerStats, MemberKey};
 use sluice::store::{NewRow, Outbox};

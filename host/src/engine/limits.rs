@@ -31,7 +31,9 @@ pub fn store_limits() -> StoreLimits {
 }
 
 /// Called at each epoch while the guest runs: interrupts it once its own time
-/// in this tick exceeds the budget.
+/// in this tick exceeds the budget. (Takes the context by value: that is
+/// the shape wasmtime's callback has.)
+#[allow(clippy::needless_pass_by_value)]
 pub fn guest_time_check<W>(ctx: StoreContextMut<'_, GuestState<W>>) -> wasmtime::Result<UpdateDeadline> {
     let state = ctx.data();
     let guest_time = state.tick_started.elapsed().saturating_sub(state.import_time);

@@ -144,6 +144,9 @@ fn new_engine() -> wasmtime::Result<Engine> {
     let mut config = Config::new();
     config.epoch_interruption(true);
     config.wasm_component_model(true);
+    // One compile of a small component at start: threads would only add
+    // their arenas to the peak resident memory.
+    config.parallel_compilation(false);
     Engine::new(&config)
 }
 

@@ -9,6 +9,7 @@
 //!   `{"ev":"call","call":"store.claim-due","args":{…},"result":…}` per
 //!   import call in order, and `{"ev":"tick_end","result":{…}}` with the
 //!   report, the policy's error, or the trap.
+//!
 //! Byte fields are base64. Calls are named as in `wit/drain.wit`.
 
 pub mod calls;
