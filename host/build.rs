@@ -12,25 +12,44 @@ use std::{env, fs};
 const TARGET: &str = "wasm32-wasip2";
 
 fn main() {
-    let manifest_dir = PathBuf::from(env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
-    let root = manifest_dir.parent().expect("host/ sits in the workspace").to_path_buf();
-    for path in ["wit", "guest/src", "guest/Cargo.toml", "guest/Cargo.lock", "policy/src", "policy/Cargo.toml"] {
+    let manifest_dir =
+        PathBuf::from(env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
+    let root = manifest_dir
+        .parent()
+        .expect("host/ sits in the workspace")
+        .to_path_buf();
+    for path in [
+        "wit",
+        "guest/src",
+        "guest/Cargo.toml",
+        "guest/Cargo.lock",
+        "policy/src",
+        "policy/Cargo.toml",
+    ] {
         println!("cargo:rerun-if-changed={}", root.join(path).display());
     }
     println!("cargo:rerun-if-env-changed=CARGO_TARGET_DIR");
 
     check_target_installed();
-    let target_root = env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from);
+    let target_root =
+        env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from);
     let out_dir = PathBuf::from(env::var("OUT_DIR").expect("cargo sets OUT_DIR"));
     // The default policy, embedded in the binary.
     let default = build_guest(&root, &target_root.join("wasm-guest"), &[]);
     copy(&default, &out_dir.join("default_policy.wasm"));
     // The same guest with deliberate faults, for the tests only: they find it
     // through this variable; the binary never embeds it.
-    let faulty = build_guest(&root, &target_root.join("wasm-guest-faults"), &["--features", "faults"]);
+    let faulty = build_guest(
+        &root,
+        &target_root.join("wasm-guest-faults"),
+        &["--features", "faults"],
+    );
     let faulty_copy = out_dir.join("faulty_policy.wasm");
     copy(&faulty, &faulty_copy);
-    println!("cargo:rustc-env=SLUICE_FAULTY_POLICY_WASM={}", faulty_copy.display());
+    println!(
+        "cargo:rustc-env=SLUICE_FAULTY_POLICY_WASM={}",
+        faulty_copy.display()
+    );
 }
 
 fn build_guest(root: &Path, target_dir: &Path, extra: &[&str]) -> PathBuf {
@@ -43,10 +62,22 @@ fn build_guest(root: &Path, target_dir: &Path, extra: &[&str]) -> PathBuf {
         .arg(root.join("guest/Cargo.toml"))
         .arg("--target-dir")
         .arg(target_dir);
-    for var in ["RUSTFLAGS", "CARGO_ENCODED_RUSTFLAGS", "CARGO_BUILD_RUSTFLAGS", "CARGO_BUILD_TARGET", "RUSTC_WORKSPACE_WRAPPER", "RUSTC_WRAPPER", "CARGO_TARGET_DIR", "CARGO_MAKEFLAGS", "CARGO_PRIMARY_PACKAGE"] {
+    for var in [
+        "RUSTFLAGS",
+        "CARGO_ENCODED_RUSTFLAGS",
+        "CARGO_BUILD_RUSTFLAGS",
+        "CARGO_BUILD_TARGET",
+        "RUSTC_WORKSPACE_WRAPPER",
+        "RUSTC_WRAPPER",
+        "CARGO_TARGET_DIR",
+        "CARGO_MAKEFLAGS",
+        "CARGO_PRIMARY_PACKAGE",
+    ] {
         command.env_remove(var);
     }
-    let output = command.output().expect("could not start cargo to build the guest policy");
+    let output = command
+        .output()
+        .expect("could not start cargo to build the guest policy");
     let log = target_dir.join("build.log");
     let _ = fs::create_dir_all(target_dir);
     let _ = fs::write(&log, &output.stderr);
@@ -61,15 +92,21 @@ fn build_guest(root: &Path, target_dir: &Path, extra: &[&str]) -> PathBuf {
 }
 
 fn copy(from: &Path, to: &Path) {
-    fs::copy(from, to).unwrap_or_else(|e| panic!("copying {} to {}: {e}", from.display(), to.display()));
+    fs::copy(from, to)
+        .unwrap_or_else(|e| panic!("copying {} to {}: {e}", from.display(), to.display()));
 }
 
 /// Fails early, with the fix, when the wasm target is missing: this
 /// environment does not install a toolchain's targets by itself.
 fn check_target_installed() {
     let rustc = env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
-    let sysroot = Command::new(rustc).args(["--print", "sysroot"]).output().ok();
-    let Some(sysroot) = sysroot.filter(|o| o.status.success()) else { return };
+    let sysroot = Command::new(rustc)
+        .args(["--print", "sysroot"])
+        .output()
+        .ok();
+    let Some(sysroot) = sysroot.filter(|o| o.status.success()) else {
+        return;
+    };
     let sysroot = String::from_utf8_lossy(&sysroot.stdout).trim().to_string();
     let lib = Path::new(&sysroot).join("lib/rustlib").join(TARGET);
     if !lib.exists() {

@@ -9,9 +9,16 @@ use sluice::links::BrokerOptions;
 #[test]
 fn unknown_config_key_is_an_error_naming_it() {
     let setup = Setup::new("ws://127.0.0.1:9", "[policy]\nbatch_rows = 8\n");
-    let text = std::fs::read_to_string(&setup.config).unwrap().replace("[drain]", "[drain]\npoll_every = 3");
+    let text = std::fs::read_to_string(&setup.config)
+        .unwrap()
+        .replace("[drain]", "[drain]\npoll_every = 3");
     std::fs::write(&setup.config, text).unwrap();
-    let out = sluice(&["run", "--config", path_str(&setup.config), "--exit-when-drained"]);
+    let out = sluice(&[
+        "run",
+        "--config",
+        path_str(&setup.config),
+        "--exit-when-drained",
+    ]);
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("poll_every"), "{}", stderr(&out));
 }
@@ -19,9 +26,18 @@ fn unknown_config_key_is_an_error_naming_it() {
 #[test]
 fn bad_policy_setting_is_an_error_naming_it() {
     let setup = Setup::new("ws://127.0.0.1:9", "[policy]\nbatch_rows = 0\n");
-    let out = sluice(&["run", "--config", path_str(&setup.config), "--exit-when-drained"]);
+    let out = sluice(&[
+        "run",
+        "--config",
+        path_str(&setup.config),
+        "--exit-when-drained",
+    ]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(stderr(&out).contains("`batch_rows` = 0 is out of range"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("`batch_rows` = 0 is out of range"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[test]
@@ -32,7 +48,11 @@ fn mismatched_keys_are_an_error() {
     std::fs::write(&setup.config, text).unwrap();
     let out = sluice(&["status", "--config", path_str(&setup.config)]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(stderr(&out).contains("mesh[0].public_key does not match"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("mesh[0].public_key does not match"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[test]
@@ -40,9 +60,18 @@ fn outbox_that_is_not_sqlite_is_refused_and_left_untouched() {
     let setup = Setup::new("ws://127.0.0.1:9", "");
     let junk = b"this is a text file, not an outbox\n".repeat(100);
     std::fs::write(&setup.outbox, &junk).unwrap();
-    let out = sluice(&["run", "--config", path_str(&setup.config), "--exit-when-drained"]);
+    let out = sluice(&[
+        "run",
+        "--config",
+        path_str(&setup.config),
+        "--exit-when-drained",
+    ]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(stderr(&out).contains("not a SQLite database"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("not a SQLite database"),
+        "{}",
+        stderr(&out)
+    );
     assert_eq!(std::fs::read(&setup.outbox).unwrap(), junk);
 }
 
@@ -64,15 +93,35 @@ fn policy_file_that_is_not_a_component_is_refused_with_the_fix() {
     let setup = Setup::new("ws://127.0.0.1:9", "");
     let text_file = setup.dir.path().join("policy.wasm");
     std::fs::write(&text_file, "not wasm").unwrap();
-    let out = sluice(&["run", "--config", path_str(&setup.config), "--policy", path_str(&text_file)]);
+    let out = sluice(&[
+        "run",
+        "--config",
+        path_str(&setup.config),
+        "--policy",
+        path_str(&text_file),
+    ]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(stderr(&out).contains("is not a WebAssembly component"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("is not a WebAssembly component"),
+        "{}",
+        stderr(&out)
+    );
 
     let core_module = setup.dir.path().join("core.wasm");
     std::fs::write(&core_module, b"\0asm\x01\0\0\0").unwrap();
-    let out = sluice(&["run", "--config", path_str(&setup.config), "--policy", path_str(&core_module)]);
+    let out = sluice(&[
+        "run",
+        "--config",
+        path_str(&setup.config),
+        "--policy",
+        path_str(&core_module),
+    ]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(stderr(&out).contains("core WebAssembly module, not a component"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("core WebAssembly module, not a component"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[test]
@@ -80,7 +129,21 @@ fn enqueue_then_status_reports_counts_age_and_errors() {
     let broker = TestBroker::start(BrokerOptions::default());
     let setup = Setup::new(&broker.url(), "");
     let config = path_str(&setup.config);
-    let out = sluice(&["enqueue", "--config", config, "--payload", "hello", "--mesh", "nowhere", "--target-spec", "@a", "--nonce", "bg==", "--ciphertext", "Yw=="]);
+    let out = sluice(&[
+        "enqueue",
+        "--config",
+        config,
+        "--payload",
+        "hello",
+        "--mesh",
+        "nowhere",
+        "--target-spec",
+        "@a",
+        "--nonce",
+        "bg==",
+        "--ciphertext",
+        "Yw==",
+    ]);
     assert!(out.status.success(), "{}", stderr(&out));
     let mut child = std::process::Command::new(sluice_bin())
         .args(["enqueue", "--config", config, "--json"])
@@ -90,7 +153,12 @@ fn enqueue_then_status_reports_counts_age_and_errors() {
         .spawn()
         .unwrap();
     use std::io::Write as _;
-    child.stdin.take().unwrap().write_all(b"{\"payload\":\"a\"}\n{\"payload_base64\":\"Yg==\",\"mesh\":\"alpha\"}\n").unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"{\"payload\":\"a\"}\n{\"payload_base64\":\"Yg==\",\"mesh\":\"alpha\"}\n")
+        .unwrap();
     let out = wait_output(child, std::time::Duration::from_secs(30));
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(stdout(&out).lines().count(), 2);
@@ -100,7 +168,10 @@ fn enqueue_then_status_reports_counts_age_and_errors() {
     assert!(status.contains("oldest pending row:"), "{status}");
     assert!(setup.drain().status.success());
     let status = stdout(&sluice(&["status", "--config", config]));
-    assert!(status.contains("done      2") && status.contains("dead      1"), "{status}");
+    assert!(
+        status.contains("done      2") && status.contains("dead      1"),
+        "{status}"
+    );
     assert!(status.contains("no_broker_for_mesh:nowhere"), "{status}");
 }
 
@@ -115,10 +186,26 @@ fn bad_json_row_is_an_error_naming_the_line() {
         .spawn()
         .unwrap();
     use std::io::Write as _;
-    child.stdin.take().unwrap().write_all(b"{\"payload\":\"ok\"}\n{\"paylod\":\"typo\"}\n").unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"{\"payload\":\"ok\"}\n{\"paylod\":\"typo\"}\n")
+        .unwrap();
     let out = wait_output(child, std::time::Duration::from_secs(30));
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("stdin line 2"), "{}", stderr(&out));
-    let written = setup.outbox.exists() && setup.sql::<i64>("SELECT COUNT(*) FROM sqlite_master WHERE name = 'outbox'") == 1 && setup.sql::<i64>("SELECT COUNT(*) FROM outbox") > 0;
+    let written = setup.outbox.exists()
+        && setup.sql::<i64>("SELECT COUNT(*) FROM sqlite_master WHERE name = 'outbox'") == 1
+        && setup.sql::<i64>("SELECT COUNT(*) FROM outbox") > 0;
     assert!(!written, "a partial batch was written");
+}
+
+#[test]
+fn status_of_a_missing_outbox_says_so_and_creates_nothing() {
+    let setup = Setup::new("ws://127.0.0.1:9", "");
+    let out = sluice(&["status", "--config", path_str(&setup.config)]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("no outbox at"), "{}", stderr(&out));
+    assert!(!setup.outbox.exists());
 }

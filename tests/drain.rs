@@ -15,7 +15,14 @@ fn every_row_is_delivered_once_and_marked_done() {
     let setup = Setup::new(&broker.url(), "");
     let mut rows = many("row", 300);
     let legacy: Vec<NewRow> = (0..20)
-        .map(|i| NewRow { mesh: None, target_spec: None, nonce: None, ciphertext: None, priority: None, ..routed(&format!("legacy-{i}"), "") })
+        .map(|i| NewRow {
+            mesh: None,
+            target_spec: None,
+            nonce: None,
+            ciphertext: None,
+            priority: None,
+            ..routed(&format!("legacy-{i}"), "")
+        })
         .collect();
     rows.extend(legacy);
     setup.enqueue(&rows);
@@ -26,7 +33,10 @@ fn every_row_is_delivered_once_and_marked_done() {
     assert_eq!(setup.sql::<i64>("SELECT COUNT(*) FROM outbox WHERE status = 'done' AND attempts = 1 AND broker_message_id IS NOT NULL AND delivered_at IS NOT NULL AND last_error IS NULL"), 320);
     let stats = broker.stats();
     assert_eq!(stats.receipts.len(), 320);
-    assert!(stats.receipts.values().all(|&n| n == 1), "a row was sent twice");
+    assert!(
+        stats.receipts.values().all(|&n| n == 1),
+        "a row was sent twice"
+    );
     let legacy = &stats.last_send["cm-legacy-3"];
     assert_eq!(legacy.target_spec, "*");
     assert_eq!(legacy.ciphertext, "cGF5bG9hZCBvZiBsZWdhY3ktMw==");
@@ -35,19 +45,28 @@ fn every_row_is_delivered_once_and_marked_done() {
 
 #[test]
 fn permanent_rejection_is_dead_with_the_brokers_error() {
-    let options = BrokerOptions { reject_permanent: vec![("@blocked".into(), "blocked by recipient grants".into())], ..BrokerOptions::default() };
+    let options = BrokerOptions {
+        reject_permanent: vec![("@blocked".into(), "blocked by recipient grants".into())],
+        ..BrokerOptions::default()
+    };
     let broker = TestBroker::start(options);
     let setup = Setup::new(&broker.url(), "");
     setup.enqueue(&[routed("bad", "@blocked"), routed("good", "@peer")]);
     assert!(setup.drain().status.success());
-    assert_eq!(setup.row("bad"), ("dead".into(), 1, Some("blocked by recipient grants".into())));
+    assert_eq!(
+        setup.row("bad"),
+        ("dead".into(), 1, Some("blocked by recipient grants".into()))
+    );
     assert_eq!(setup.row("good").0, "done");
     assert_eq!(broker.receipts("cm-bad"), 1);
 }
 
 #[test]
 fn transient_rejection_is_retried_then_done_with_two_attempts() {
-    let options = BrokerOptions { reject_transient: vec![("@flaky".into(), 1, "rate_limited".into())], ..BrokerOptions::default() };
+    let options = BrokerOptions {
+        reject_transient: vec![("@flaky".into(), 1, "rate_limited".into())],
+        ..BrokerOptions::default()
+    };
     let broker = TestBroker::start(options);
     let setup = Setup::new(&broker.url(), "");
     setup.enqueue(&[routed("flaky", "@flaky")]);
@@ -62,9 +81,19 @@ fn transient_rejection_is_retried_then_done_with_two_attempts() {
 fn unknown_mesh_is_dead_and_never_sent() {
     let broker = TestBroker::start(BrokerOptions::default());
     let setup = Setup::new(&broker.url(), "");
-    setup.enqueue(&[NewRow { mesh: Some("elsewhere".into()), ..routed("lost", "@peer") }]);
+    setup.enqueue(&[NewRow {
+        mesh: Some("elsewhere".into()),
+        ..routed("lost", "@peer")
+    }]);
     assert!(setup.drain().status.success());
-    assert_eq!(setup.row("lost"), ("dead".into(), 1, Some("no_broker_for_mesh:elsewhere".into())));
+    assert_eq!(
+        setup.row("lost"),
+        (
+            "dead".into(),
+            1,
+            Some("no_broker_for_mesh:elsewhere".into())
+        )
+    );
     assert_eq!(broker.stats().sends, 0);
 }
 
@@ -72,9 +101,19 @@ fn unknown_mesh_is_dead_and_never_sent() {
 fn partly_routed_row_is_dead_malformed_and_never_broadcast() {
     let broker = TestBroker::start(BrokerOptions::default());
     let setup = Setup::new(&broker.url(), "");
-    setup.enqueue(&[NewRow { nonce: None, ..routed("half", "@bob") }]);
+    setup.enqueue(&[NewRow {
+        nonce: None,
+        ..routed("half", "@bob")
+    }]);
     assert!(setup.drain().status.success());
-    assert_eq!(setup.row("half"), ("dead".into(), 1, Some("malformed_row: missing nonce".into())));
+    assert_eq!(
+        setup.row("half"),
+        (
+            "dead".into(),
+            1,
+            Some("malformed_row: missing nonce".into())
+        )
+    );
     assert_eq!(broker.stats().sends, 0);
 }
 
@@ -85,18 +124,44 @@ fn absent_session_row_is_retried_and_dead_session_gone_once_older_than_ten_minut
     let session = "ab".repeat(32);
     let old = now_ms() - 11 * MINUTE_MS;
     setup.enqueue(&[
-        NewRow { sender_session_pubkey: Some(session.clone()), ..routed("young", "@peer") },
-        NewRow { sender_session_pubkey: Some(session), enqueued_at: old, next_attempt_at: old, ..routed("old", "@peer") },
+        NewRow {
+            sender_session_pubkey: Some(session.clone()),
+            ..routed("young", "@peer")
+        },
+        NewRow {
+            sender_session_pubkey: Some(session),
+            enqueued_at: old,
+            next_attempt_at: old,
+            ..routed("old", "@peer")
+        },
     ]);
     let mut child = setup.spawn(&[]);
-    wait_for("the old session row to die", Duration::from_secs(20), || setup.row("old").0 == "dead");
-    wait_for("the young session row to be retried", Duration::from_secs(20), || setup.row("young").1 >= 1 && setup.row("young").0 == "pending");
+    wait_for(
+        "the old session row to die",
+        Duration::from_secs(20),
+        || setup.row("old").0 == "dead",
+    );
+    wait_for(
+        "the young session row to be retried",
+        Duration::from_secs(20),
+        || setup.row("young").1 >= 1 && setup.row("young").0 == "pending",
+    );
     signal(&child, "TERM");
     assert!(child.wait().unwrap().success());
-    assert_eq!(setup.row("old"), ("dead".into(), 1, Some("session_gone".into())));
+    assert_eq!(
+        setup.row("old"),
+        ("dead".into(), 1, Some("session_gone".into()))
+    );
     let (status, _, error) = setup.row("young");
-    assert_eq!((status.as_str(), error.as_deref()), ("pending", Some("session_ws_not_open")));
-    assert_eq!(broker.stats().sends, 0, "a session row went out over the daemon link");
+    assert_eq!(
+        (status.as_str(), error.as_deref()),
+        ("pending", Some("session_ws_not_open"))
+    );
+    assert_eq!(
+        broker.stats().sends,
+        0,
+        "a session row went out over the daemon link"
+    );
 }
 
 #[test]
@@ -104,7 +169,11 @@ fn row_older_than_a_day_is_dead_expired() {
     let broker = TestBroker::start(BrokerOptions::default());
     let setup = Setup::new(&broker.url(), "");
     let day_ago = now_ms() - 25 * 60 * MINUTE_MS;
-    setup.enqueue(&[NewRow { enqueued_at: day_ago, next_attempt_at: day_ago, ..routed("stale", "@peer") }]);
+    setup.enqueue(&[NewRow {
+        enqueued_at: day_ago,
+        next_attempt_at: day_ago,
+        ..routed("stale", "@peer")
+    }]);
     assert!(setup.drain().status.success());
     assert_eq!(setup.row("stale").0, "dead");
     assert_eq!(setup.row("stale").2.as_deref(), Some("expired"));
@@ -151,7 +220,10 @@ fn old_schema_outbox_is_migrated_and_drained() {
 
     let out = setup.drain();
     assert!(out.status.success(), "{}", stderr(&out));
-    assert_eq!(setup.sql::<i64>("SELECT COUNT(*) FROM outbox WHERE status = 'done'"), 6);
+    assert_eq!(
+        setup.sql::<i64>("SELECT COUNT(*) FROM outbox WHERE status = 'done'"),
+        6
+    );
     assert_eq!(setup.row("gone").2.as_deref(), Some("kept"));
     assert_eq!(setup.sql::<i64>("SELECT COUNT(*) FROM pragma_table_info('outbox') WHERE name IN ('mesh','target_spec','nonce','ciphertext','priority','sender_session_pubkey')"), 6);
     assert_eq!(broker.stats().last_send["cm-v09-0"].target_spec, "*");
@@ -159,12 +231,18 @@ fn old_schema_outbox_is_migrated_and_drained() {
 
 #[test]
 fn garbage_and_unrelated_frames_do_not_break_the_link() {
-    let broker = TestBroker::start(BrokerOptions { chatter: true, ..BrokerOptions::default() });
+    let broker = TestBroker::start(BrokerOptions {
+        chatter: true,
+        ..BrokerOptions::default()
+    });
     let setup = Setup::new(&broker.url(), "");
     setup.enqueue(&many("chatty", 200));
     let out = setup.drain();
     assert!(out.status.success(), "{}", stderr(&out));
-    assert_eq!(setup.sql::<i64>("SELECT COUNT(*) FROM outbox WHERE status = 'done' AND attempts = 1"), 200);
+    assert_eq!(
+        setup.sql::<i64>("SELECT COUNT(*) FROM outbox WHERE status = 'done' AND attempts = 1"),
+        200
+    );
 }
 
 #[test]
@@ -172,28 +250,61 @@ fn rows_enqueued_through_sluice_wake_the_drainer_at_once() {
     let broker = TestBroker::start(BrokerOptions::default());
     let setup = Setup::new(&broker.url(), "");
     // A long poll interval: only the wake signal can explain a prompt delivery.
-    let text = std::fs::read_to_string(&setup.config).unwrap().replace("poll_interval_ms = 50", "poll_interval_ms = 600000");
+    let text = std::fs::read_to_string(&setup.config)
+        .unwrap()
+        .replace("poll_interval_ms = 50", "poll_interval_ms = 600000");
     std::fs::write(&setup.config, text).unwrap();
     setup.enqueue(&[routed("first", "@peer")]);
     let mut child = setup.spawn(&[]);
-    wait_for("the first row", Duration::from_secs(20), || setup.row("first").0 == "done");
-    let out = sluice(&["enqueue", "--config", path_str(&setup.config), "--id", "woken", "--payload", "hi", "--target-spec", "@peer", "--nonce", "bg==", "--ciphertext", "Yw==", "--mesh", MESH]);
+    wait_for("the first row", Duration::from_secs(20), || {
+        setup.row("first").0 == "done"
+    });
+    let out = sluice(&[
+        "enqueue",
+        "--config",
+        path_str(&setup.config),
+        "--id",
+        "woken",
+        "--payload",
+        "hi",
+        "--target-spec",
+        "@peer",
+        "--nonce",
+        "bg==",
+        "--ciphertext",
+        "Yw==",
+        "--mesh",
+        MESH,
+    ]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(stderr(&out).contains("woke 1 drainer"), "{}", stderr(&out));
-    wait_for("the woken row", Duration::from_secs(20), || setup.row("woken").0 == "done");
+    wait_for("the woken row", Duration::from_secs(20), || {
+        setup.row("woken").0 == "done"
+    });
     signal(&child, "TERM");
     assert!(child.wait().unwrap().success());
 }
 
 #[test]
 fn sigterm_finishes_the_tick_and_leaves_nothing_claimed() {
-    let broker = TestBroker::start(BrokerOptions { ack_delay: Duration::from_millis(20), ..BrokerOptions::default() });
+    let broker = TestBroker::start(BrokerOptions {
+        ack_delay: Duration::from_millis(20),
+        ..BrokerOptions::default()
+    });
     let setup = Setup::new(&broker.url(), "");
     setup.enqueue(&many("busy", 3000));
     let mut child = setup.spawn(&[]);
-    wait_for("some deliveries", Duration::from_secs(20), || broker.stats().sends >= 100);
+    wait_for("some deliveries", Duration::from_secs(20), || {
+        broker.stats().sends >= 100
+    });
     signal(&child, "TERM");
     assert!(child.wait().unwrap().success());
-    assert_eq!(setup.sql::<i64>("SELECT COUNT(*) FROM outbox WHERE status = 'inflight'"), 0);
-    assert!(setup.sql::<i64>("SELECT COUNT(*) FROM outbox WHERE status = 'pending'") > 0, "finished before the signal: the test proves nothing");
+    assert_eq!(
+        setup.sql::<i64>("SELECT COUNT(*) FROM outbox WHERE status = 'inflight'"),
+        0
+    );
+    assert!(
+        setup.sql::<i64>("SELECT COUNT(*) FROM outbox WHERE status = 'pending'") > 0,
+        "finished before the signal: the test proves nothing"
+    );
 }

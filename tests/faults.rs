@@ -39,17 +39,32 @@ fn policy_that_traps_after_claiming_loses_no_rows() {
     let broker = TestBroker::start(BrokerOptions::default());
     let setup = faulty_setup(&broker, "trap_after_claim");
     setup.enqueue(&many("trapped", 50));
-    let log = run_until(&setup, "rows to come back through their lease", failed_ticks(&setup));
-    assert!(log.contains("drain_tick_failed") && log.contains("policy trapped"), "{log}");
-    assert!(log.contains("policy_panic"), "the guest's panic message was not logged: {log}");
+    let log = run_until(
+        &setup,
+        "rows to come back through their lease",
+        failed_ticks(&setup),
+    );
+    assert!(
+        log.contains("drain_tick_failed") && log.contains("policy trapped"),
+        "{log}"
+    );
+    assert!(
+        log.contains("policy_panic"),
+        "the guest's panic message was not logged: {log}"
+    );
     assert_eq!(broker.stats().sends, 0);
 
     // The default policy picks the rows up once their lease runs out.
-    let text = std::fs::read_to_string(&setup.config).unwrap().replace("fault = \"trap_after_claim\"\n", "");
+    let text = std::fs::read_to_string(&setup.config)
+        .unwrap()
+        .replace("fault = \"trap_after_claim\"\n", "");
     std::fs::write(&setup.config, text).unwrap();
     let out = setup.drain();
     assert!(out.status.success(), "{}", stderr(&out));
-    assert_eq!(setup.sql::<i64>("SELECT COUNT(*) FROM outbox WHERE status = 'done'"), 50);
+    assert_eq!(
+        setup.sql::<i64>("SELECT COUNT(*) FROM outbox WHERE status = 'done'"),
+        50
+    );
 }
 
 #[test]
@@ -63,7 +78,10 @@ fn policy_that_loops_is_interrupted_and_the_host_keeps_ticking() {
         failures > 250
     });
     let interrupted = log.matches("time budget").count();
-    assert!(interrupted >= 2, "expected repeated interrupted ticks, got {interrupted}: {log}");
+    assert!(
+        interrupted >= 2,
+        "expected repeated interrupted ticks, got {interrupted}: {log}"
+    );
 }
 
 #[test]

@@ -17,7 +17,9 @@ use sluice::engine::PolicyEngine;
 use sluice::replay::replay;
 use sluice::store::{NewRow, Outbox};
 use sluice::trace::{Header, PolicyId, Recorder, TickResult, Trace, TraceWriter};
-use sluice_policy::{Dispatch, Level, Outcome, Route, Row, SendResult, SessionState, TimestampMs, World};
+use sluice_policy::{
+    Dispatch, Level, Outcome, Route, Row, SendResult, SessionState, TimestampMs, World,
+};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
@@ -47,8 +49,15 @@ struct Scripted {
 }
 
 impl World for Scripted {
-    fn claim_due(&mut self, now: TimestampMs, limit: u32, lease_ms: i64) -> Result<Vec<Row>, String> {
-        self.outbox.claim_due(now, limit, lease_ms).map_err(|e| e.to_string())
+    fn claim_due(
+        &mut self,
+        now: TimestampMs,
+        limit: u32,
+        lease_ms: i64,
+    ) -> Result<Vec<Row>, String> {
+        self.outbox
+            .claim_due(now, limit, lease_ms)
+            .map_err(|e| e.to_string())
     }
     fn settle(&mut self, outcomes: Vec<Outcome>) -> Result<u32, String> {
         self.outbox.settle(&outcomes).map_err(|e| e.to_string())
@@ -66,7 +75,15 @@ impl World for Scripted {
         self.meshes.clone()
     }
     fn session_states(&mut self, pubkeys: Vec<String>) -> Vec<SessionState> {
-        pubkeys.iter().map(|k| self.sessions.get(k).copied().unwrap_or(SessionState::Absent)).collect()
+        pubkeys
+            .iter()
+            .map(|k| {
+                self.sessions
+                    .get(k)
+                    .copied()
+                    .unwrap_or(SessionState::Absent)
+            })
+            .collect()
     }
     fn send_batch(&mut self, dispatches: Vec<Dispatch>, _: u32) -> Vec<SendResult> {
         self.clock += 3;
@@ -92,7 +109,12 @@ impl Scripted {
         let count = self.sends.entry(d.client_message_id.clone()).or_default();
         *count += 1;
         let accepted = SendResult::Accepted(format!("msg_{}_{count}", d.client_message_id));
-        match self.answers.get(&d.target_spec).cloned().unwrap_or(Answer::Accept) {
+        match self
+            .answers
+            .get(&d.target_spec)
+            .cloned()
+            .unwrap_or(Answer::Accept)
+        {
             Answer::Accept => accepted,
             Answer::Reject(text) => SendResult::Rejected(text.into()),
             Answer::RejectFirst(n, text) if *count <= n => SendResult::Rejected(text.into()),
@@ -133,7 +155,14 @@ fn row(id: &str, target: &str) -> NewRow {
 }
 
 fn legacy(id: &str) -> NewRow {
-    NewRow { mesh: None, target_spec: None, nonce: None, ciphertext: None, priority: None, ..row(id, "") }
+    NewRow {
+        mesh: None,
+        target_spec: None,
+        nonce: None,
+        ciphertext: None,
+        priority: None,
+        ..row(id, "")
+    }
 }
 
 fn aged(mut r: NewRow, age_ms: i64) -> NewRow {
@@ -152,26 +181,98 @@ const CONNECTING: &str = "0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b
 const ABSENT: &str = "0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c";
 
 fn base(name: &'static str, rows: Vec<NewRow>) -> Scenario {
-    Scenario { name, settings: vec![], meshes: vec!["alpha"], sessions: vec![], answers: vec![], rows, staging: "", ticks: 3 }
+    Scenario {
+        name,
+        settings: vec![],
+        meshes: vec!["alpha"],
+        sessions: vec![],
+        answers: vec![],
+        rows,
+        staging: "",
+        ticks: 3,
+    }
 }
 
 fn scenarios() -> Vec<Scenario> {
     vec![
-        Scenario { meshes: vec!["alpha", "beta"], ..base("mesh_routing", vec![row("a1", "@bob"), NewRow { mesh: Some("beta".into()), ..row("b1", "@bob") }]) },
-        base("null_mesh_single_link", vec![NewRow { mesh: None, ..row("n1", "@bob") }]),
-        Scenario { meshes: vec!["alpha", "beta"], ..base("null_mesh_several_links", vec![NewRow { mesh: None, ..row("n2", "@bob") }]) },
-        base("unknown_mesh", vec![NewRow { mesh: Some("gamma".into()), ..row("u1", "@bob") }]),
+        Scenario {
+            meshes: vec!["alpha", "beta"],
+            ..base(
+                "mesh_routing",
+                vec![
+                    row("a1", "@bob"),
+                    NewRow {
+                        mesh: Some("beta".into()),
+                        ..row("b1", "@bob")
+                    },
+                ],
+            )
+        },
+        base(
+            "null_mesh_single_link",
+            vec![NewRow {
+                mesh: None,
+                ..row("n1", "@bob")
+            }],
+        ),
+        Scenario {
+            meshes: vec!["alpha", "beta"],
+            ..base(
+                "null_mesh_several_links",
+                vec![NewRow {
+                    mesh: None,
+                    ..row("n2", "@bob")
+                }],
+            )
+        },
+        base(
+            "unknown_mesh",
+            vec![NewRow {
+                mesh: Some("gamma".into()),
+                ..row("u1", "@bob")
+            }],
+        ),
         base("legacy_broadcast", vec![legacy("l1"), legacy("l2")]),
-        base("malformed_partial_row", vec![NewRow { ciphertext: None, ..row("m1", "@bob") }, NewRow { nonce: Some(String::new()), ..row("m2", "@bob") }]),
+        base(
+            "malformed_partial_row",
+            vec![
+                NewRow {
+                    ciphertext: None,
+                    ..row("m1", "@bob")
+                },
+                NewRow {
+                    nonce: Some(String::new()),
+                    ..row("m2", "@bob")
+                },
+            ],
+        ),
         base(
             "priority_mapping",
-            ["now", "next", "low", "urgent"].iter().map(|p| NewRow { priority: Some((*p).into()), ..row(&format!("p-{p}"), "@bob") }).collect(),
+            ["now", "next", "low", "urgent"]
+                .iter()
+                .map(|p| NewRow {
+                    priority: Some((*p).into()),
+                    ..row(&format!("p-{p}"), "@bob")
+                })
+                .collect(),
         ),
-        Scenario { answers: vec![("@blocked", Answer::Reject("blocked by recipient grants"))], ..base("permanent_rejection", vec![row("r1", "@blocked")]) },
-        Scenario { answers: vec![("@flaky", Answer::RejectFirst(1, "rate_limited"))], ..base("transient_then_done", vec![row("t1", "@flaky")]) },
         Scenario {
-            answers: vec![("@slow", Answer::Fail("ack_timeout")), ("@gone", Answer::Fail("link_closed"))],
-            ..base("transport_failures_retry", vec![row("f1", "@slow"), row("f2", "@gone")])
+            answers: vec![("@blocked", Answer::Reject("blocked by recipient grants"))],
+            ..base("permanent_rejection", vec![row("r1", "@blocked")])
+        },
+        Scenario {
+            answers: vec![("@flaky", Answer::RejectFirst(1, "rate_limited"))],
+            ..base("transient_then_done", vec![row("t1", "@flaky")])
+        },
+        Scenario {
+            answers: vec![
+                ("@slow", Answer::Fail("ack_timeout")),
+                ("@gone", Answer::Fail("link_closed")),
+            ],
+            ..base(
+                "transport_failures_retry",
+                vec![row("f1", "@slow"), row("f2", "@gone")],
+            )
         },
         Scenario {
             answers: vec![("@busy", Answer::Reject("rate_limited"))],
@@ -179,7 +280,10 @@ fn scenarios() -> Vec<Scenario> {
             ..base("backoff_to_the_cap_then_dead", vec![row("c1", "@busy")])
         },
         Scenario {
-            sessions: vec![(OPEN, SessionState::Open), (CONNECTING, SessionState::Connecting)],
+            sessions: vec![
+                (OPEN, SessionState::Open),
+                (CONNECTING, SessionState::Connecting),
+            ],
             ..base(
                 "session_rows",
                 vec![
@@ -194,26 +298,47 @@ fn scenarios() -> Vec<Scenario> {
             settings: vec![("max_attempts", "3")],
             sessions: vec![(CONNECTING, SessionState::Connecting)],
             ticks: 4,
-            ..base("session_not_open_hits_the_cap", vec![session(row("s-cap", "@bob"), CONNECTING)])
+            ..base(
+                "session_not_open_hits_the_cap",
+                vec![session(row("s-cap", "@bob"), CONNECTING)],
+            )
         },
         Scenario {
             staging: "UPDATE outbox SET next_attempt_at = 1767225700000, attempts = 3, last_error = 'rate_limited' WHERE id = 'e2'",
-            ..base("expiry", vec![aged(row("e1", "@bob"), 25 * HOUR), aged(row("e2", "@bob"), 25 * HOUR), row("e3", "@bob")])
+            ..base(
+                "expiry",
+                vec![
+                    aged(row("e1", "@bob"), 25 * HOUR),
+                    aged(row("e2", "@bob"), 25 * HOUR),
+                    row("e3", "@bob"),
+                ],
+            )
         },
         Scenario {
             staging: "UPDATE outbox SET status = 'inflight', attempts = 1, next_attempt_at = 1767225599000 WHERE id = 'lease1'",
             ..base("reclaim_run_out_lease", vec![row("lease1", "@bob")])
         },
-        Scenario { settings: vec![("batch_rows", "2")], ..base("full_batch_ticks_again", (0..5).map(|i| row(&format!("batch{i}"), "@bob")).collect()) },
+        Scenario {
+            settings: vec![("batch_rows", "2")],
+            ..base(
+                "full_batch_ticks_again",
+                (0..5).map(|i| row(&format!("batch{i}"), "@bob")).collect(),
+            )
+        },
     ]
 }
 
 fn golden_path(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/golden").join(format!("{name}.trace"))
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../tests/golden")
+        .join(format!("{name}.trace"))
 }
 
 fn settings_of(s: &Scenario) -> Vec<(String, String)> {
-    s.settings.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    s.settings
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
 }
 
 /// Runs a scenario with the embedded policy, recording to `path`.
@@ -222,21 +347,44 @@ fn record(s: &Scenario, path: &std::path::Path) {
     let mut outbox = Outbox::open(&dir.path().join("outbox.db")).unwrap();
     outbox.enqueue(&s.rows).unwrap();
     if !s.staging.is_empty() {
-        rusqlite::Connection::open(dir.path().join("outbox.db")).unwrap().execute_batch(s.staging).unwrap();
+        rusqlite::Connection::open(dir.path().join("outbox.db"))
+            .unwrap()
+            .execute_batch(s.staging)
+            .unwrap();
     }
     let engine = PolicyEngine::load_default(settings_of(s)).unwrap();
     let meta = engine.meta();
-    let header = Header::new(PolicyId { name: meta.name.clone(), version: meta.version.clone(), sha256: meta.sha256.clone() }, settings_of(s));
+    let header = Header::new(
+        PolicyId {
+            name: meta.name.clone(),
+            version: meta.version.clone(),
+            sha256: meta.sha256.clone(),
+        },
+        settings_of(s),
+    );
     let world = Scripted {
         outbox,
         clock: T0,
         meshes: s.meshes.iter().map(|m| m.to_string()).collect(),
-        sessions: s.sessions.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
-        answers: s.answers.iter().map(|(k, v)| (k.to_string(), v.clone())).collect(),
+        sessions: s
+            .sessions
+            .iter()
+            .map(|(k, v)| (k.to_string(), *v))
+            .collect(),
+        answers: s
+            .answers
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.clone()))
+            .collect(),
         sends: BTreeMap::new(),
         counter: 0,
     };
-    let mut runner = engine.runner(Recorder::new(world, Some(TraceWriter::create(path, &header).unwrap()))).unwrap();
+    let mut runner = engine
+        .runner(Recorder::new(
+            world,
+            Some(TraceWriter::create(path, &header).unwrap()),
+        ))
+        .unwrap();
     for _ in 0..s.ticks {
         let now = runner.world_mut().inner.clock;
         runner.world_mut().begin_tick(now);
@@ -278,13 +426,25 @@ fn golden_traces_replay_against_the_default_policy() {
             problems.push(format!("{}: no golden trace at {}; record it with SLUICE_BLESS=1 cargo test --release --test golden", scenario.name, path.display()));
             continue;
         };
-        let engine = if scenario.settings.is_empty() { &engine } else { &PolicyEngine::load_default(trace.header.settings.clone()).unwrap() };
+        let engine = if scenario.settings.is_empty() {
+            &engine
+        } else {
+            &PolicyEngine::load_default(trace.header.settings.clone()).unwrap()
+        };
         match replay(&trace, engine).unwrap() {
-            Ok(summary) => assert!(summary.ticks == scenario.ticks && !summary.truncated, "{}: {summary:?}", scenario.name),
+            Ok(summary) => assert!(
+                summary.ticks == scenario.ticks && !summary.truncated,
+                "{}: {summary:?}",
+                scenario.name
+            ),
             Err(divergence) => problems.push(format!("{}: {divergence}", scenario.name)),
         }
     }
-    assert!(problems.is_empty(), "golden traces diverged (after an intended policy change, run SLUICE_BLESS=1 and review the diff):\n{}", problems.join("\n"));
+    assert!(
+        problems.is_empty(),
+        "golden traces diverged (after an intended policy change, run SLUICE_BLESS=1 and review the diff):\n{}",
+        problems.join("\n")
+    );
 }
 
 #[test]
@@ -319,13 +479,20 @@ fn planted_bugs_diverge_from_the_golden_traces() {
                 caught.push(format!("{}: {divergence}", scenario.name));
             }
         }
-        assert!(!caught.is_empty(), "no golden trace catches the planted bug {fault}");
+        assert!(
+            !caught.is_empty(),
+            "no golden trace catches the planted bug {fault}"
+        );
     }
     // And the faulty build with no fault replays every golden trace cleanly:
     // the divergences above come from the bugs, not from the build.
     for scenario in scenarios() {
         let trace = Trace::load(&golden_path(scenario.name)).unwrap();
         let engine = PolicyEngine::load("faulty", &bytes, trace.header.settings.clone()).unwrap();
-        assert!(replay(&trace, &engine).unwrap().is_ok(), "{}", scenario.name);
+        assert!(
+            replay(&trace, &engine).unwrap().is_ok(),
+            "{}",
+            scenario.name
+        );
     }
 }

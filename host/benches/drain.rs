@@ -28,22 +28,47 @@ fn main() {
     let rows = env_number("SLUICE_BENCH_ROWS", 100_000);
     let runs = env_number("SLUICE_BENCH_RUNS", 3).max(1);
     let big = env_number("SLUICE_BENCH_BIG", 1_000_000);
-    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().expect("runtime");
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("runtime");
     let dir = tempfile::tempdir().expect("tempdir");
-    println!("sluice drain benchmark: {rows} rows, median of {runs} runs, {} cores", std::thread::available_parallelism().map_or(0, |n| n.get()));
+    println!(
+        "sluice drain benchmark: {rows} rows, median of {runs} runs, {} cores",
+        std::thread::available_parallelism().map_or(0, |n| n.get())
+    );
 
     let template = dir.path().join("template.db");
     make_outbox(&template, rows);
     for (label, delay_ms) in [("instant broker", 0), ("1 ms ack latency", 1)] {
         let broker = runtime
-            .block_on(Broker::start(SocketAddr::from(([127, 0, 0, 1], 0)), BrokerOptions { ack_delay: Duration::from_millis(delay_ms), ..BrokerOptions::default() }))
+            .block_on(Broker::start(
+                SocketAddr::from(([127, 0, 0, 1], 0)),
+                BrokerOptions {
+                    ack_delay: Duration::from_millis(delay_ms),
+                    ..BrokerOptions::default()
+                },
+            ))
             .expect("broker");
         for batch in [32u32, 1024] {
             let mut component = Vec::new();
             let mut native = Vec::new();
             for _ in 0..runs {
-                component.push(drain_once(dir.path(), &template, &broker.url(), batch, false));
-                native.push(drain_once(dir.path(), &template, &broker.url(), batch, true));
+                component.push(drain_once(
+                    dir.path(),
+                    &template,
+                    &broker.url(),
+                    batch,
+                    false,
+                ));
+                native.push(drain_once(
+                    dir.path(),
+                    &template,
+                    &broker.url(),
+                    batch,
+                    true,
+                ));
             }
             let (c, n) = (median(&component), median(&native));
             println!(
@@ -59,7 +84,12 @@ fn main() {
     }
 
     if big > 0 {
-        let broker = runtime.block_on(Broker::start(SocketAddr::from(([127, 0, 0, 1], 0)), BrokerOptions::default())).expect("broker");
+        let broker = runtime
+            .block_on(Broker::start(
+                SocketAddr::from(([127, 0, 0, 1], 0)),
+                BrokerOptions::default(),
+            ))
+            .expect("broker");
         let small_template = dir.path().join("small.db");
         make_outbox(&small_template, 10_000);
         let big_template = dir.path().join("big.db");
@@ -67,8 +97,20 @@ fn main() {
         let mut small = Vec::new();
         let mut large = Vec::new();
         for _ in 0..runs {
-            small.push(drain_once(dir.path(), &small_template, &broker.url(), 1024, false));
-            large.push(drain_once(dir.path(), &big_template, &broker.url(), 1024, false));
+            small.push(drain_once(
+                dir.path(),
+                &small_template,
+                &broker.url(),
+                1024,
+                false,
+            ));
+            large.push(drain_once(
+                dir.path(),
+                &big_template,
+                &broker.url(),
+                1024,
+                false,
+            ));
         }
         let (s, l) = (median(&small), median(&large));
         println!(
@@ -83,7 +125,10 @@ fn main() {
 }
 
 fn env_number(name: &str, default: usize) -> usize {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 fn mb(bytes: u64) -> f64 {
@@ -95,7 +140,10 @@ fn median(figures: &[Figures]) -> Figures {
     rates.sort_by(f64::total_cmp);
     let mut rss: Vec<u64> = figures.iter().map(|f| f.peak_rss_bytes).collect();
     rss.sort_unstable();
-    Figures { rows_per_second: rates[rates.len() / 2], peak_rss_bytes: rss[rss.len() - 1] }
+    Figures {
+        rows_per_second: rates[rates.len() / 2],
+        peak_rss_bytes: rss[rss.len() - 1],
+    }
 }
 
 fn make_outbox(path: &Path, rows: usize) {
@@ -115,7 +163,9 @@ fn make_outbox(path: &Path, rows: usize) {
                 mesh: Some("bench".into()),
                 target_spec: Some("@peer".into()),
                 nonce: Some("bm9uY2Utbm9uY2Utbm9uY2Utbm9uY2Ut".into()),
-                ciphertext: Some("Y2lwaGVydGV4dC1jaXBoZXJ0ZXh0LWNpcGhlcnRleHQtY2lwaGVydGV4dA==".into()),
+                ciphertext: Some(
+                    "Y2lwaGVydGV4dC1jaXBoZXJ0ZXh0LWNpcGhlcnRleHQtY2lwaGVydGV4dA==".into(),
+                ),
                 priority: Some("next".into()),
                 sender_session_pubkey: None,
             })
@@ -125,7 +175,8 @@ fn make_outbox(path: &Path, rows: usize) {
     drop(outbox);
     // Fold the WAL into the file so a copy carries every row.
     let conn = rusqlite::Connection::open(path).expect("open");
-    conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);").expect("checkpoint");
+    conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);")
+        .expect("checkpoint");
 }
 
 /// Copies the template, drains it with a fresh `sluice run`, returns its figures.
@@ -144,13 +195,22 @@ fn drain_once(dir: &Path, template: &Path, broker_url: &str, batch: u32, native:
     );
     std::fs::write(&config, text).expect("config");
     let mut command = Command::new(env!("CARGO_BIN_EXE_sluice"));
-    command.arg("run").arg("--config").arg(&config).arg("--exit-when-drained").env("RUST_LOG", "error");
+    command
+        .arg("run")
+        .arg("--config")
+        .arg(&config)
+        .arg("--exit-when-drained")
+        .env("RUST_LOG", "error");
     if native {
         command.arg("--native-policy");
     }
     let out = command.output().expect("run sluice");
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "sluice run failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "sluice run failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let field = |name: &str| -> f64 {
         stdout
             .split_whitespace()
@@ -158,5 +218,8 @@ fn drain_once(dir: &Path, template: &Path, broker_url: &str, batch: u32, native:
             .and_then(|v| v.parse().ok())
             .unwrap_or_else(|| panic!("no {name} in {stdout}"))
     };
-    Figures { rows_per_second: field("rows_per_second"), peak_rss_bytes: field("peak_rss_bytes") as u64 }
+    Figures {
+        rows_per_second: field("rows_per_second"),
+        peak_rss_bytes: field("peak_rss_bytes") as u64,
+    }
 }

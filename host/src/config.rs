@@ -18,7 +18,7 @@
 //! Unknown keys and bad values are errors that name the key.
 
 use serde::Deserialize;
-use sluice_links::{MeshConfig, MemberKey};
+use sluice_links::{MemberKey, MeshConfig};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -27,7 +27,10 @@ use std::time::Duration;
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read config {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("config {path} is not valid: {message}")]
     Invalid { path: PathBuf, message: String },
 }
@@ -109,40 +112,67 @@ const BATCHES_IN_FLIGHT_MAX: usize = 8;
 
 impl Config {
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
         Config::parse(path, &text)
     }
 
     /// Parses `text` as if read from `path` (relative paths resolve against it).
     pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
-        let invalid = |message: String| ConfigError::Invalid { path: path.to_path_buf(), message };
-        let raw: RawConfig = toml::from_str(text).map_err(|e| invalid(e.to_string().trim().to_string()))?;
+        let invalid = |message: String| ConfigError::Invalid {
+            path: path.to_path_buf(),
+            message,
+        };
+        let raw: RawConfig =
+            toml::from_str(text).map_err(|e| invalid(e.to_string().trim().to_string()))?;
         let base = path.parent().unwrap_or(Path::new("."));
         let mut meshes = Vec::new();
         for (i, mesh) in raw.mesh.into_iter().enumerate() {
             if meshes.iter().any(|m: &MeshConfig| m.slug == mesh.slug) {
-                return Err(invalid(format!("mesh[{i}].slug: `{}` appears twice; give every mesh its own slug", mesh.slug)));
+                return Err(invalid(format!(
+                    "mesh[{i}].slug: `{}` appears twice; give every mesh its own slug",
+                    mesh.slug
+                )));
             }
             meshes.push(mesh_config(i, mesh, base).map_err(invalid)?);
         }
         let mut sessions = Vec::new();
         for (i, s) in raw.session.into_iter().enumerate() {
             if !meshes.iter().any(|m| m.slug == s.mesh) {
-                return Err(invalid(format!("session[{i}].mesh: no [[mesh]] has slug `{}`", s.mesh)));
+                return Err(invalid(format!(
+                    "session[{i}].mesh: no [[mesh]] has slug `{}`",
+                    s.mesh
+                )));
             }
-            let key = MemberKey::from_libsodium_hex(&s.secret_key).map_err(|e| invalid(format!("session[{i}].secret_key: {e}")))?;
+            let key = MemberKey::from_libsodium_hex(&s.secret_key)
+                .map_err(|e| invalid(format!("session[{i}].secret_key: {e}")))?;
             if !key.public_hex().eq_ignore_ascii_case(&s.public_key) {
-                return Err(invalid(format!("session[{i}].public_key does not match session[{i}].secret_key")));
+                return Err(invalid(format!(
+                    "session[{i}].public_key does not match session[{i}].secret_key"
+                )));
             }
-            sessions.push(SessionConfig { mesh: s.mesh, session_id: s.session_id, public_key: s.public_key.to_ascii_lowercase() });
+            sessions.push(SessionConfig {
+                mesh: s.mesh,
+                session_id: s.session_id,
+                public_key: s.public_key.to_ascii_lowercase(),
+            });
         }
         let poll_ms = raw.drain.poll_interval_ms.unwrap_or(500);
         if !(POLL_INTERVAL_MS_MIN..=POLL_INTERVAL_MS_MAX).contains(&poll_ms) {
-            return Err(invalid(format!("drain.poll_interval_ms = {poll_ms} is out of range: give {POLL_INTERVAL_MS_MIN} to {POLL_INTERVAL_MS_MAX}")));
+            return Err(invalid(format!(
+                "drain.poll_interval_ms = {poll_ms} is out of range: give {POLL_INTERVAL_MS_MIN} to {POLL_INTERVAL_MS_MAX}"
+            )));
         }
-        let batches_in_flight = raw.drain.batches_in_flight.unwrap_or(BATCHES_IN_FLIGHT_DEFAULT);
+        let batches_in_flight = raw
+            .drain
+            .batches_in_flight
+            .unwrap_or(BATCHES_IN_FLIGHT_DEFAULT);
         if !(1..=BATCHES_IN_FLIGHT_MAX).contains(&batches_in_flight) {
-            return Err(invalid(format!("drain.batches_in_flight = {batches_in_flight} is out of range: give 1 to {BATCHES_IN_FLIGHT_MAX}")));
+            return Err(invalid(format!(
+                "drain.batches_in_flight = {batches_in_flight} is out of range: give 1 to {BATCHES_IN_FLIGHT_MAX}"
+            )));
         }
         let mut policy = Vec::new();
         for (key, value) in raw.policy {
@@ -151,7 +181,12 @@ impl Config {
                 toml::Value::String(s) => s,
                 toml::Value::Boolean(b) => b.to_string(),
                 toml::Value::Float(f) => f.to_string(),
-                other => return Err(invalid(format!("policy.{key}: a {} cannot be a setting; give a number or a string", other.type_str()))),
+                other => {
+                    return Err(invalid(format!(
+                        "policy.{key}: a {} cannot be a setting; give a number or a string",
+                        other.type_str()
+                    )));
+                }
             };
             policy.push((key, text));
         }
@@ -169,7 +204,10 @@ impl Config {
 
 fn mesh_config(i: usize, mesh: RawMesh, base: &Path) -> Result<MeshConfig, String> {
     if !(mesh.broker_url.starts_with("ws://") || mesh.broker_url.starts_with("wss://")) {
-        return Err(format!("mesh[{i}].broker_url = {:?}: give a ws:// or wss:// URL", mesh.broker_url));
+        return Err(format!(
+            "mesh[{i}].broker_url = {:?}: give a ws:// or wss:// URL",
+            mesh.broker_url
+        ));
     }
     let secret = match (mesh.secret_key, mesh.secret_key_file) {
         (Some(hex), None) => hex,
@@ -180,12 +218,29 @@ fn mesh_config(i: usize, mesh: RawMesh, base: &Path) -> Result<MeshConfig, Strin
                 .trim()
                 .to_string()
         }
-        (Some(_), Some(_)) => return Err(format!("mesh[{i}]: give secret_key or secret_key_file, not both")),
-        (None, None) => return Err(format!("mesh[{i}]: missing secret_key (or secret_key_file)")),
+        (Some(_), Some(_)) => {
+            return Err(format!(
+                "mesh[{i}]: give secret_key or secret_key_file, not both"
+            ));
+        }
+        (None, None) => {
+            return Err(format!(
+                "mesh[{i}]: missing secret_key (or secret_key_file)"
+            ));
+        }
     };
-    let key = MemberKey::from_libsodium_hex(&secret).map_err(|e| format!("mesh[{i}].secret_key: {e}"))?;
+    let key =
+        MemberKey::from_libsodium_hex(&secret).map_err(|e| format!("mesh[{i}].secret_key: {e}"))?;
     if !key.public_hex().eq_ignore_ascii_case(&mesh.public_key) {
-        return Err(format!("mesh[{i}].public_key does not match mesh[{i}].secret_key: copy both from the same member"));
+        return Err(format!(
+            "mesh[{i}].public_key does not match mesh[{i}].secret_key: copy both from the same member"
+        ));
     }
-    Ok(MeshConfig { slug: mesh.slug, broker_url: mesh.broker_url, mesh_id: mesh.mesh_id, member_id: mesh.member_id, key })
+    Ok(MeshConfig {
+        slug: mesh.slug,
+        broker_url: mesh.broker_url,
+        mesh_id: mesh.mesh_id,
+        member_id: mesh.member_id,
+        key,
+    })
 }

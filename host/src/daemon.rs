@@ -63,7 +63,12 @@ impl RunSummary {
 impl Daemon {
     /// Assembles a drainer; `record` names a trace file to write (recording
     /// runs a single loop, so the trace is one sequence of ticks).
-    pub fn start(config: &Config, policy: &PolicyChoice, exit_when_drained: bool, record: Option<&Path>) -> anyhow::Result<Daemon> {
+    pub fn start(
+        config: &Config,
+        policy: &PolicyChoice,
+        exit_when_drained: bool,
+        record: Option<&Path>,
+    ) -> anyhow::Result<Daemon> {
         let _ = rustls::crypto::ring::default_provider().install_default();
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
@@ -78,7 +83,11 @@ impl Daemon {
             let _guard = runtime.enter();
             Links::start(config.meshes.clone(), LinkOptions::default())
         };
-        let loops = if record.is_some() { 1 } else { config.batches_in_flight };
+        let loops = if record.is_some() {
+            1
+        } else {
+            config.batches_in_flight
+        };
         let mut signals = Signals::default();
         let mut drains = Vec::with_capacity(loops);
         let mut outbox = Some(first);
@@ -88,13 +97,32 @@ impl Daemon {
                 Some(outbox) => outbox,
                 None => Outbox::open(&config.outbox)?,
             };
-            let writer = if i == 0 { trace_writer(record, &meta, config)? } else { None };
-            let world = Recorder::new(HostWorld::new(outbox, links.clone(), runtime.handle().clone(), write_gate.clone()), writer);
+            let writer = if i == 0 {
+                trace_writer(record, &meta, config)?
+            } else {
+                None
+            };
+            let world = Recorder::new(
+                HostWorld::new(
+                    outbox,
+                    links.clone(),
+                    runtime.handle().clone(),
+                    write_gate.clone(),
+                ),
+                writer,
+            );
             let runner = match &engine {
                 Some(engine) => Runner::Component(engine.runner(world)?),
-                None => Runner::Native { world, settings: Settings::from_pairs(&config.policy).map_err(|e| anyhow::anyhow!(e.0))? },
+                None => Runner::Native {
+                    world,
+                    settings: Settings::from_pairs(&config.policy)
+                        .map_err(|e| anyhow::anyhow!(e.0))?,
+                },
             };
-            let options = DrainOptions { poll_interval: config.poll_interval, exit_when_drained };
+            let options = DrainOptions {
+                poll_interval: config.poll_interval,
+                exit_when_drained,
+            };
             drains.push(Drain::new(runner, options, signals.subscribe()));
         }
         let wake = match WakeListener::bind(&config.outbox, signals.clone()) {
@@ -104,7 +132,15 @@ impl Daemon {
                 None
             }
         };
-        Ok(Daemon { drains, links, meta, signals, runtime, _wake: wake, _checkpointer: checkpointer })
+        Ok(Daemon {
+            drains,
+            links,
+            meta,
+            signals,
+            runtime,
+            _wake: wake,
+            _checkpointer: checkpointer,
+        })
     }
 
     /// Wakes or stops every loop (signal handlers, tests).
@@ -123,7 +159,11 @@ impl Daemon {
     pub fn stop_on_signals(&self) {
         let signals = self.signals.clone();
         self.runtime.spawn(async move {
-            let Ok(mut term) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) else { return };
+            let Ok(mut term) =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            else {
+                return;
+            };
             tokio::select! {
                 _ = tokio::signal::ctrl_c() => {}
                 _ = term.recv() => {}
@@ -136,14 +176,22 @@ impl Daemon {
     /// Runs every loop until stopped or drained; then closes the links.
     pub fn run(&mut self) -> RunSummary {
         let links = self.links.clone();
-        if !self.runtime.block_on(links.wait_open(LINKS_OPEN_WAIT)) && !self.links.meshes().is_empty() {
+        if !self.runtime.block_on(links.wait_open(LINKS_OPEN_WAIT))
+            && !self.links.meshes().is_empty()
+        {
             tracing::warn!(target: "sluice", "not every broker link opened within {LINKS_OPEN_WAIT:?}; draining anyway");
         }
         let started = Instant::now();
         let mut totals = Totals::default();
         std::thread::scope(|scope| {
-            let (first, rest) = self.drains.split_first_mut().expect("a daemon has at least one loop");
-            let others: Vec<_> = rest.iter_mut().map(|drain| scope.spawn(move || drain.run().clone())).collect();
+            let (first, rest) = self
+                .drains
+                .split_first_mut()
+                .expect("a daemon has at least one loop");
+            let others: Vec<_> = rest
+                .iter_mut()
+                .map(|drain| scope.spawn(move || drain.run().clone()))
+                .collect();
             totals.merge(first.run());
             for other in others {
                 match other.join() {
@@ -159,24 +207,40 @@ impl Daemon {
                 tracing::error!(target: "sluice", "the trace is incomplete: {e}");
             }
         }
-        RunSummary { totals, elapsed, peak_rss_bytes: peak_rss_bytes() }
+        RunSummary {
+            totals,
+            elapsed,
+            peak_rss_bytes: peak_rss_bytes(),
+        }
     }
 }
 
-fn trace_writer(record: Option<&Path>, meta: &PolicyMeta, config: &Config) -> anyhow::Result<Option<TraceWriter>> {
+fn trace_writer(
+    record: Option<&Path>,
+    meta: &PolicyMeta,
+    config: &Config,
+) -> anyhow::Result<Option<TraceWriter>> {
     let Some(path) = record else { return Ok(None) };
-    let id = PolicyId { name: meta.name.clone(), version: meta.version.clone(), sha256: meta.sha256.clone() };
+    let id = PolicyId {
+        name: meta.name.clone(),
+        version: meta.version.clone(),
+        sha256: meta.sha256.clone(),
+    };
     let writer = TraceWriter::create(path, &Header::new(id, config.policy.clone()))
         .with_context(|| format!("creating trace file {}", path.display()))?;
     Ok(Some(writer))
 }
 
-fn load_policy(policy: &PolicyChoice, config: &Config) -> anyhow::Result<(PolicyMeta, Option<PolicyEngine>)> {
+fn load_policy(
+    policy: &PolicyChoice,
+    config: &Config,
+) -> anyhow::Result<(PolicyMeta, Option<PolicyEngine>)> {
     let settings = config.policy.clone();
     let engine = match policy {
         PolicyChoice::Embedded => PolicyEngine::load_default(settings)?,
         PolicyChoice::File(path) => {
-            let bytes = std::fs::read(path).with_context(|| format!("reading policy file {}", path.display()))?;
+            let bytes = std::fs::read(path)
+                .with_context(|| format!("reading policy file {}", path.display()))?;
             PolicyEngine::load(&path.display().to_string(), &bytes, settings)?
         }
         PolicyChoice::Native => {

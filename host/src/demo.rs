@@ -10,7 +10,7 @@ use crate::daemon::{Daemon, PolicyChoice, RunSummary};
 use crate::world::now_ms;
 use anyhow::Context as _;
 use indicatif::{ProgressBar, ProgressStyle};
-use sluice_links::{Broker, BrokerOptions, MeshConfig, Member, MemberKey};
+use sluice_links::{Broker, BrokerOptions, Member, MemberKey, MeshConfig};
 use sluice_store::{NewRow, Outbox};
 use std::fmt::{self, Write as _};
 use std::net::SocketAddr;
@@ -35,8 +35,14 @@ pub fn run(normal: u32, record: Option<&std::path::Path>) -> anyhow::Result<Demo
     let dir = tempfile::tempdir().context("making a temporary folder for the demo outbox")?;
     let outbox_path = dir.path().join("outbox.db");
     let key = MemberKey::from_seed(random_seed());
-    let broker_runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build()?;
-    let broker = broker_runtime.block_on(Broker::start(SocketAddr::from(([127, 0, 0, 1], 0)), broker_options(&key)))?;
+    let broker_runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()?;
+    let broker = broker_runtime.block_on(Broker::start(
+        SocketAddr::from(([127, 0, 0, 1], 0)),
+        broker_options(&key),
+    ))?;
 
     let rows = demo_rows(normal);
     let total = rows.len() as u64;
@@ -64,7 +70,10 @@ pub fn run(normal: u32, record: Option<&std::path::Path>) -> anyhow::Result<Demo
         let (bar, retried) = (progress.clone(), retried.clone());
         Box::new(move |report| {
             bar.inc(u64::from(report.done + report.dead + report.expired));
-            let so_far = retried.fetch_add(u64::from(report.retried), std::sync::atomic::Ordering::Relaxed) + u64::from(report.retried);
+            let so_far = retried.fetch_add(
+                u64::from(report.retried),
+                std::sync::atomic::Ordering::Relaxed,
+            ) + u64::from(report.retried);
             bar.set_message(format!("retried {so_far}"));
         })
     });
@@ -85,7 +94,11 @@ pub fn run(normal: u32, record: Option<&std::path::Path>) -> anyhow::Result<Demo
 
 fn broker_options(key: &MemberKey) -> BrokerOptions {
     BrokerOptions {
-        members: Some(vec![Member { mesh_id: "mesh_demo".into(), member_id: Some("mem_demo".into()), public_key: key.public_hex() }]),
+        members: Some(vec![Member {
+            mesh_id: "mesh_demo".into(),
+            member_id: Some("mem_demo".into()),
+            public_key: key.public_hex(),
+        }]),
         reject_permanent: vec![("@blocked".into(), "blocked by recipient grants".into())],
         reject_transient: vec![("@flaky".into(), 1, "rate_limited".into())],
         ..BrokerOptions::default()
@@ -94,9 +107,11 @@ fn broker_options(key: &MemberKey) -> BrokerOptions {
 
 fn progress_bar(total: u64) -> ProgressBar {
     let bar = ProgressBar::new(total);
-    let style = ProgressStyle::with_template("{spinner} draining [{bar:40}] {pos}/{len} rows settled, {msg} ({elapsed})")
-        .unwrap_or_else(|_| ProgressStyle::default_bar())
-        .progress_chars("=> ");
+    let style = ProgressStyle::with_template(
+        "{spinner} draining [{bar:40}] {pos}/{len} rows settled, {msg} ({elapsed})",
+    )
+    .unwrap_or_else(|_| ProgressStyle::default_bar())
+    .progress_chars("=> ");
     bar.set_style(style);
     bar.enable_steady_tick(Duration::from_millis(100));
     bar
@@ -115,7 +130,13 @@ fn demo_rows(normal: u32) -> Vec<NewRow> {
         }
     };
     let priorities = ["now", "next", "low", "urgent"];
-    add(n, "normal", 0, &|r, i| routed(r, &format!("@peer-{}", i % 20), priorities[(i % 4) as usize]));
+    add(n, "normal", 0, &|r, i| {
+        routed(
+            r,
+            &format!("@peer-{}", i % 20),
+            priorities[(i % 4) as usize],
+        )
+    });
     add(n / 8, "legacy", 0, &|r, _| r.mesh = None);
     add(n / 24, "unknown-mesh", 0, &|r, _| {
         routed(r, "@peer", "next");
@@ -127,7 +148,9 @@ fn demo_rows(normal: u32) -> Vec<NewRow> {
     });
     add(n / 24, "blocked", 0, &|r, _| routed(r, "@blocked", "next"));
     add(n / 12, "flaky", 0, &|r, _| routed(r, "@flaky", "next"));
-    add(n / 120, "expired", 25 * 60 * MINUTE_MS, &|r, _| routed(r, "@peer", "next"));
+    add(n / 120, "expired", 25 * 60 * MINUTE_MS, &|r, _| {
+        routed(r, "@peer", "next")
+    });
     add(n / 120, "malformed", 0, &|r, _| {
         routed(r, "@peer", "next");
         r.nonce = None;
@@ -165,7 +188,9 @@ fn random_seed() -> [u8; 32] {
 fn dead_by_reason(path: &std::path::Path) -> anyhow::Result<Vec<(String, u64)>> {
     let conn = rusqlite::Connection::open(path)?;
     let mut stmt = conn.prepare("SELECT COALESCE(last_error, ''), COUNT(*) FROM outbox WHERE status = 'dead' GROUP BY 1 ORDER BY 2 DESC, 1")?;
-    let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64)))?;
+    let rows = stmt.query_map([], |r| {
+        Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64))
+    })?;
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
@@ -173,7 +198,11 @@ impl fmt::Display for DemoReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let t = &self.summary.totals;
         let p = &self.policy;
-        writeln!(f, "policy   {} {} — WebAssembly component on wasmtime, {}", p.name, p.version, p.source)?;
+        writeln!(
+            f,
+            "policy   {} {} — WebAssembly component on wasmtime, {}",
+            p.name, p.version, p.source
+        )?;
         writeln!(f, "         sha256 {}", p.sha256)?;
         writeln!(f, "rows     {} in the demo outbox", self.rows)?;
         writeln!(f, "done     {}", t.done)?;
@@ -182,8 +211,22 @@ impl fmt::Display for DemoReport {
             let _ = write!(dead, "\n           {count:>6}  {reason}");
         }
         writeln!(f, "dead     {}{dead}", t.dead + t.expired)?;
-        writeln!(f, "retried  {} (transient rejections, sent again after backoff)", t.retried)?;
-        writeln!(f, "broker   {} sends for {} distinct messages", self.broker_sends, self.broker_distinct)?;
-        writeln!(f, "speed    {:.0} rows/s over {:.2} s, {} ticks", self.summary.rows_per_second(), self.summary.elapsed.as_secs_f64(), t.ticks)
+        writeln!(
+            f,
+            "retried  {} (transient rejections, sent again after backoff)",
+            t.retried
+        )?;
+        writeln!(
+            f,
+            "broker   {} sends for {} distinct messages",
+            self.broker_sends, self.broker_distinct
+        )?;
+        writeln!(
+            f,
+            "speed    {:.0} rows/s over {:.2} s, {} ticks",
+            self.summary.rows_per_second(),
+            self.summary.elapsed.as_secs_f64(),
+            t.ticks
+        )
     }
 }

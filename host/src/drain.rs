@@ -52,7 +52,10 @@ pub enum Runner {
     /// The policy as a WebAssembly component (what `sluice run` uses).
     Component(PolicyRunner<DrainWorld>),
     /// The same policy crate linked natively: the benchmark's baseline.
-    Native { world: DrainWorld, settings: Settings },
+    Native {
+        world: DrainWorld,
+        settings: Settings,
+    },
 }
 
 impl Runner {
@@ -67,7 +70,9 @@ impl Runner {
     fn call_tick(&mut self, now: i64) -> Result<TickReport, TickError> {
         match self {
             Runner::Component(runner) => runner.tick(now),
-            Runner::Native { world, settings } => sluice_policy::tick(world, settings, now).map_err(TickError::Policy),
+            Runner::Native { world, settings } => {
+                sluice_policy::tick(world, settings, now).map_err(TickError::Policy)
+            }
         }
     }
 
@@ -93,7 +98,10 @@ pub struct DrainOptions {
 
 impl Default for DrainOptions {
     fn default() -> Self {
-        DrainOptions { poll_interval: Duration::from_millis(500), exit_when_drained: false }
+        DrainOptions {
+            poll_interval: Duration::from_millis(500),
+            exit_when_drained: false,
+        }
     }
 }
 
@@ -147,7 +155,13 @@ pub struct Drain {
 
 impl Drain {
     pub fn new(runner: Runner, options: DrainOptions, signals: Receiver<Signal>) -> Drain {
-        Drain { runner, options, signals, totals: Totals::default(), observer: None }
+        Drain {
+            runner,
+            options,
+            signals,
+            totals: Totals::default(),
+            observer: None,
+        }
     }
 
     pub fn observe(&mut self, observer: TickObserver) {
@@ -161,7 +175,6 @@ impl Drain {
     pub fn runner_mut(&mut self) -> &mut Runner {
         &mut self.runner
     }
-
 
     /// One tick at the current time. A failed tick is logged and counted; its
     /// claimed rows (if any) come back when their lease runs out.

@@ -9,6 +9,9 @@
 //! - [`engine`]: wasmtime — compiling, validating and running a policy component under limits.
 //! - [`drain`]: the tick/wake loop (`step` and `run`).
 //! - [`trace`]: recording every call of a policy, and reading it back.
+//! - [`replay`]: replaying a trace against a policy, stopping at the first difference.
+//! - [`whatif`]: a candidate policy's decisions against a trace's inputs, row by row.
+//! - [`sim`]: a policy against a simulated outbox and broker, with virtual time, seeded faults and invariants.
 //! - [`wake`]: how `sluice enqueue` wakes running drainers.
 //! - [`daemon`]: assembles the above for `run`, `demo` and the benchmark.
 //! - [`demo`]: the embedded demonstration.
@@ -23,8 +26,11 @@ pub mod daemon;
 pub mod demo;
 pub mod drain;
 pub mod engine;
+pub mod replay;
+pub mod sim;
 pub mod trace;
 pub mod wake;
+pub mod whatif;
 pub mod world;
 
 pub use sluice_links as links;

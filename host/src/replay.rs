@@ -10,7 +10,9 @@ use crate::engine::{PolicyEngine, TickError};
 use crate::trace::{TickRecord, TickResult, Trace, calls};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
-use sluice_policy::{Dispatch, Level, Outcome, Row, SendResult, SessionState, TickReport, TimestampMs, World};
+use sluice_policy::{
+    Dispatch, Level, Outcome, Row, SendResult, SessionState, TickReport, TimestampMs, World,
+};
 use std::fmt;
 
 /// The first place a replay differed from its trace.
@@ -27,8 +29,16 @@ pub struct Divergence {
 
 impl fmt::Display for Divergence {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let place = if self.call == 0 { "its result".to_string() } else { format!("call {}", self.call) };
-        write!(f, "tick {}, {place}:\n  trace:  {}\n  policy: {}", self.tick, self.recorded, self.replayed)
+        let place = if self.call == 0 {
+            "its result".to_string()
+        } else {
+            format!("call {}", self.call)
+        };
+        write!(
+            f,
+            "tick {}, {place}:\n  trace:  {}\n  policy: {}",
+            self.tick, self.recorded, self.replayed
+        )
     }
 }
 
@@ -42,9 +52,16 @@ pub struct ReplaySummary {
 }
 
 /// Replays `trace` against `engine` (configured with the trace's settings).
-pub fn replay(trace: &Trace, engine: &PolicyEngine) -> anyhow::Result<Result<ReplaySummary, Divergence>> {
+pub fn replay(
+    trace: &Trace,
+    engine: &PolicyEngine,
+) -> anyhow::Result<Result<ReplaySummary, Divergence>> {
     let mut runner = engine.runner(ReplayWorld::default())?;
-    let mut summary = ReplaySummary { ticks: 0, calls: 0, truncated: false };
+    let mut summary = ReplaySummary {
+        ticks: 0,
+        calls: 0,
+        truncated: false,
+    };
     for record in &trace.ticks {
         let Some(recorded_result) = &record.result else {
             summary.truncated = true;
@@ -73,14 +90,23 @@ pub fn replay(trace: &Trace, engine: &PolicyEngine) -> anyhow::Result<Result<Rep
     Ok(Ok(summary))
 }
 
-fn compare_results(tick: u64, recorded: &TickResult, replayed: &Result<TickReport, TickError>) -> Option<Divergence> {
+fn compare_results(
+    tick: u64,
+    recorded: &TickResult,
+    replayed: &Result<TickReport, TickError>,
+) -> Option<Divergence> {
     let replayed = TickResult::of(replayed);
     let same = match (recorded, &replayed) {
         // Trap messages carry addresses and backtraces; a trap is a trap.
         (TickResult::Trap(_), TickResult::Trap(_)) => true,
         (a, b) => a == b,
     };
-    (!same).then(|| Divergence { tick, call: 0, recorded: format!("{recorded:?}"), replayed: format!("{replayed:?}") })
+    (!same).then(|| Divergence {
+        tick,
+        call: 0,
+        recorded: format!("{recorded:?}"),
+        replayed: format!("{replayed:?}"),
+    })
 }
 
 /// How much of a call's arguments a message shows.
@@ -97,18 +123,27 @@ pub fn describe(name: &str, args: &Value) -> String {
 }
 
 /// Where two JSON values first differ: a path and both sides.
-pub fn first_difference(recorded: &Value, replayed: &Value, path: &str) -> Option<(String, Value, Value)> {
+pub fn first_difference(
+    recorded: &Value,
+    replayed: &Value,
+    path: &str,
+) -> Option<(String, Value, Value)> {
     match (recorded, replayed) {
         (Value::Object(a), Value::Object(b)) => {
             let keys: std::collections::BTreeSet<&String> = a.keys().chain(b.keys()).collect();
             keys.into_iter().find_map(|k| {
-                let (x, y) = (a.get(k).unwrap_or(&Value::Null), b.get(k).unwrap_or(&Value::Null));
+                let (x, y) = (
+                    a.get(k).unwrap_or(&Value::Null),
+                    b.get(k).unwrap_or(&Value::Null),
+                );
                 first_difference(x, y, &format!("{path}.{k}"))
             })
         }
-        (Value::Array(a), Value::Array(b)) if a.len() == b.len() => {
-            a.iter().zip(b).enumerate().find_map(|(i, (x, y))| first_difference(x, y, &format!("{path}[{i}]")))
-        }
+        (Value::Array(a), Value::Array(b)) if a.len() == b.len() => a
+            .iter()
+            .zip(b)
+            .enumerate()
+            .find_map(|(i, (x, y))| first_difference(x, y, &format!("{path}[{i}]"))),
         (a, b) if a == b => None,
         (a, b) => Some((path.to_string(), a.clone(), b.clone())),
     }
@@ -139,23 +174,38 @@ impl ReplayWorld {
         }
         let call_number = self.position + 1;
         let Some(recorded) = self.calls.get(self.position) else {
-            self.diverge(call_number, "no further call: the tick returned".into(), describe(name, args));
+            self.diverge(
+                call_number,
+                "no further call: the tick returned".into(),
+                describe(name, args),
+            );
             return fallback;
         };
         if recorded.call != name {
-            let (r, p) = (describe(&recorded.call, &recorded.args), describe(name, args));
+            let (r, p) = (
+                describe(&recorded.call, &recorded.args),
+                describe(name, args),
+            );
             self.diverge(call_number, r, p);
             return fallback;
         }
         if let Some((path, a, b)) = first_difference(&recorded.args, args, "args") {
-            self.diverge(call_number, format!("{name}: {path} = {a}"), format!("{name}: {path} = {b}"));
+            self.diverge(
+                call_number,
+                format!("{name}: {path} = {a}"),
+                format!("{name}: {path} = {b}"),
+            );
             return fallback;
         }
         self.position += 1;
         match serde_json::from_value(recorded.result.clone()) {
             Ok(result) => result,
             Err(e) => {
-                self.diverge(call_number, format!("{name} result {}", recorded.result), format!("cannot be read: {e}"));
+                self.diverge(
+                    call_number,
+                    format!("{name} result {}", recorded.result),
+                    format!("cannot be read: {e}"),
+                );
                 fallback
             }
         }
@@ -163,7 +213,12 @@ impl ReplayWorld {
 
     fn diverge(&mut self, call: usize, recorded: String, replayed: String) {
         if self.divergence.is_none() {
-            self.divergence = Some(Divergence { tick: self.tick, call, recorded, replayed });
+            self.divergence = Some(Divergence {
+                tick: self.tick,
+                call,
+                recorded,
+                replayed,
+            });
         }
     }
 }
@@ -171,17 +226,34 @@ impl ReplayWorld {
 const DIVERGED: &str = "replay diverged";
 
 impl World for ReplayWorld {
-    fn claim_due(&mut self, now: TimestampMs, limit: u32, lease_ms: i64) -> Result<Vec<Row>, String> {
-        self.answer(calls::CLAIM_DUE, &calls::claim_due(now, limit, lease_ms), Err(DIVERGED.into()))
+    fn claim_due(
+        &mut self,
+        now: TimestampMs,
+        limit: u32,
+        lease_ms: i64,
+    ) -> Result<Vec<Row>, String> {
+        self.answer(
+            calls::CLAIM_DUE,
+            &calls::claim_due(now, limit, lease_ms),
+            Err(DIVERGED.into()),
+        )
     }
     fn settle(&mut self, outcomes: Vec<Outcome>) -> Result<u32, String> {
-        self.answer(calls::SETTLE, &calls::settle(&outcomes), Err(DIVERGED.into()))
+        self.answer(
+            calls::SETTLE,
+            &calls::settle(&outcomes),
+            Err(DIVERGED.into()),
+        )
     }
     fn reclaim(&mut self, now: TimestampMs) -> Result<u32, String> {
         self.answer(calls::RECLAIM, &calls::now_only(now), Err(DIVERGED.into()))
     }
     fn expire(&mut self, now: TimestampMs, cutoff: TimestampMs) -> Result<u32, String> {
-        self.answer(calls::EXPIRE, &calls::expire(now, cutoff), Err(DIVERGED.into()))
+        self.answer(
+            calls::EXPIRE,
+            &calls::expire(now, cutoff),
+            Err(DIVERGED.into()),
+        )
     }
     fn next_due_at(&mut self) -> Result<Option<TimestampMs>, String> {
         self.answer(calls::NEXT_DUE_AT, &calls::none(), Err(DIVERGED.into()))
@@ -191,17 +263,29 @@ impl World for ReplayWorld {
     }
     fn session_states(&mut self, pubkeys: Vec<String>) -> Vec<SessionState> {
         let fallback = vec![SessionState::Absent; pubkeys.len()];
-        self.answer(calls::SESSION_STATES, &calls::session_states(&pubkeys), fallback)
+        self.answer(
+            calls::SESSION_STATES,
+            &calls::session_states(&pubkeys),
+            fallback,
+        )
     }
     fn send_batch(&mut self, dispatches: Vec<Dispatch>, ack_timeout_ms: u32) -> Vec<SendResult> {
         let fallback = vec![SendResult::Failed(DIVERGED.into()); dispatches.len()];
-        self.answer(calls::SEND_BATCH, &calls::send_batch(&dispatches, ack_timeout_ms), fallback)
+        self.answer(
+            calls::SEND_BATCH,
+            &calls::send_batch(&dispatches, ack_timeout_ms),
+            fallback,
+        )
     }
     fn now(&mut self) -> TimestampMs {
         self.answer(calls::NOW, &calls::none(), 0)
     }
     fn random_bytes(&mut self, len: u32) -> Vec<u8> {
-        let text: String = self.answer(calls::RANDOM_BYTES, &calls::random_bytes(len), String::new());
+        let text: String = self.answer(
+            calls::RANDOM_BYTES,
+            &calls::random_bytes(len),
+            String::new(),
+        );
         calls::bytes_from_text(&text).unwrap_or_default()
     }
     fn log(&mut self, level: Level, event: &str, fields: Vec<(String, String)>) {

@@ -31,12 +31,14 @@ impl WakeListener {
         let path = dir.join(format!("{}.sock", std::process::id()));
         let _ = std::fs::remove_file(&path);
         let socket = UnixDatagram::bind(&path)?;
-        std::thread::Builder::new().name("sluice-wake".into()).spawn(move || {
-            let mut buf = [0u8; 16];
-            while socket.recv(&mut buf).is_ok() {
-                signals.send(Signal::Wake);
-            }
-        })?;
+        std::thread::Builder::new()
+            .name("sluice-wake".into())
+            .spawn(move || {
+                let mut buf = [0u8; 16];
+                while socket.recv(&mut buf).is_ok() {
+                    signals.send(Signal::Wake);
+                }
+            })?;
         Ok(WakeListener { path })
     }
 }
@@ -49,8 +51,12 @@ impl Drop for WakeListener {
 
 /// Signals every drainer of `outbox`; returns how many were reached.
 pub fn notify(outbox: &Path) -> usize {
-    let Ok(entries) = std::fs::read_dir(wake_dir(outbox)) else { return 0 };
-    let Ok(sender) = UnixDatagram::unbound() else { return 0 };
+    let Ok(entries) = std::fs::read_dir(wake_dir(outbox)) else {
+        return 0;
+    };
+    let Ok(sender) = UnixDatagram::unbound() else {
+        return 0;
+    };
     let mut reached = 0;
     for entry in entries.flatten() {
         let path = entry.path();

@@ -16,7 +16,9 @@
 use crate::engine::PolicyEngine;
 use crate::trace::{Call, TickRecord, Trace, calls};
 use serde::de::DeserializeOwned;
-use sluice_policy::{Dispatch, Level, Outcome, Route, Row, SendResult, SessionState, TimestampMs, Verdict, World};
+use sluice_policy::{
+    Dispatch, Level, Outcome, Route, Row, SendResult, SessionState, TimestampMs, Verdict, World,
+};
 use std::collections::{BTreeMap, VecDeque};
 
 /// The answer given for a row the recording never sent.
@@ -66,14 +68,21 @@ struct WhatIfWorld {
 
 impl WhatIfWorld {
     fn start(&mut self, record: &TickRecord) {
-        *self = WhatIfWorld { tick: record.tick, ..WhatIfWorld::default() };
+        *self = WhatIfWorld {
+            tick: record.tick,
+            ..WhatIfWorld::default()
+        };
         for call in &record.calls {
-            self.answers.entry(call.call.clone()).or_default().push_back(call.clone());
+            self.answers
+                .entry(call.call.clone())
+                .or_default()
+                .push_back(call.clone());
             match call.call.as_str() {
                 calls::SEND_BATCH => self.index_sends(call),
                 calls::SETTLE => {
                     let outcomes: Vec<Outcome> = decode(&call.args["outcomes"]).unwrap_or_default();
-                    self.recorded_outcomes.extend(outcomes.into_iter().map(|o| (o.rowid, o.verdict)));
+                    self.recorded_outcomes
+                        .extend(outcomes.into_iter().map(|o| (o.rowid, o.verdict)));
                 }
                 _ => {}
             }
@@ -94,8 +103,18 @@ impl WhatIfWorld {
     }
 
     fn differ(&mut self, rowid: i64, recorded: String, candidate: String) {
-        let (row_id, attempts) = self.claimed.get(&rowid).cloned().unwrap_or_else(|| (format!("rowid {rowid}"), 0));
-        self.differences.push(RowDifference { tick: self.tick, row_id, attempts, recorded, candidate });
+        let (row_id, attempts) = self
+            .claimed
+            .get(&rowid)
+            .cloned()
+            .unwrap_or_else(|| (format!("rowid {rowid}"), 0));
+        self.differences.push(RowDifference {
+            tick: self.tick,
+            row_id,
+            attempts,
+            recorded,
+            candidate,
+        });
     }
 
     /// The per-row differences of the settles, once the tick is over.
@@ -103,11 +122,21 @@ impl WhatIfWorld {
         let rowids: Vec<i64> = self.claimed.keys().copied().collect();
         for rowid in rowids {
             let attempts = self.claimed.get(&rowid).map_or(0, |c| c.1);
-            let recorded = self.recorded_outcomes.get(&rowid).map(|v| verdict_text(v, attempts));
-            let candidate = self.candidate_outcomes.get(&rowid).map(|v| verdict_text(v, attempts));
+            let recorded = self
+                .recorded_outcomes
+                .get(&rowid)
+                .map(|v| verdict_text(v, attempts));
+            let candidate = self
+                .candidate_outcomes
+                .get(&rowid)
+                .map(|v| verdict_text(v, attempts));
             if recorded != candidate {
                 let none = || "no settle (left inflight)".to_string();
-                self.differ(rowid, recorded.unwrap_or_else(none), candidate.unwrap_or_else(none));
+                self.differ(
+                    rowid,
+                    recorded.unwrap_or_else(none),
+                    candidate.unwrap_or_else(none),
+                );
             }
         }
         std::mem::take(&mut self.differences)
@@ -136,15 +165,19 @@ fn route_text(route: &Route) -> String {
 
 impl World for WhatIfWorld {
     fn claim_due(&mut self, _: TimestampMs, _: u32, _: i64) -> Result<Vec<Row>, String> {
-        let rows: Result<Vec<Row>, String> = self.next(calls::CLAIM_DUE).unwrap_or_else(|| Ok(Vec::new()));
+        let rows: Result<Vec<Row>, String> = self
+            .next(calls::CLAIM_DUE)
+            .unwrap_or_else(|| Ok(Vec::new()));
         if let Ok(rows) = &rows {
-            self.claimed.extend(rows.iter().map(|r| (r.rowid, (r.id.clone(), r.attempts))));
+            self.claimed
+                .extend(rows.iter().map(|r| (r.rowid, (r.id.clone(), r.attempts))));
         }
         rows
     }
     fn settle(&mut self, outcomes: Vec<Outcome>) -> Result<u32, String> {
         let count = outcomes.len() as u32;
-        self.candidate_outcomes.extend(outcomes.into_iter().map(|o| (o.rowid, o.verdict)));
+        self.candidate_outcomes
+            .extend(outcomes.into_iter().map(|o| (o.rowid, o.verdict)));
         self.next(calls::SETTLE).unwrap_or(Ok(count))
     }
     fn reclaim(&mut self, _: TimestampMs) -> Result<u32, String> {
@@ -161,7 +194,11 @@ impl World for WhatIfWorld {
     }
     fn session_states(&mut self, pubkeys: Vec<String>) -> Vec<SessionState> {
         let states: Vec<SessionState> = self.next(calls::SESSION_STATES).unwrap_or_default();
-        states.into_iter().chain(std::iter::repeat(SessionState::Absent)).take(pubkeys.len()).collect()
+        states
+            .into_iter()
+            .chain(std::iter::repeat(SessionState::Absent))
+            .take(pubkeys.len())
+            .collect()
     }
     fn send_batch(&mut self, dispatches: Vec<Dispatch>, _: u32) -> Vec<SendResult> {
         let mut results = Vec::with_capacity(dispatches.len());
@@ -169,14 +206,22 @@ impl World for WhatIfWorld {
             match self.sent.get(&d.rowid).cloned() {
                 Some((recorded, result)) => {
                     if recorded.route != d.route {
-                        self.differ(d.rowid, format!("sent over the {}", route_text(&recorded.route)), format!("sent over the {}", route_text(&d.route)));
+                        self.differ(
+                            d.rowid,
+                            format!("sent over the {}", route_text(&recorded.route)),
+                            format!("sent over the {}", route_text(&d.route)),
+                        );
                     } else if recorded != d {
                         self.differ(d.rowid, format!("sent {recorded:?}"), format!("sent {d:?}"));
                     }
                     results.push(result);
                 }
                 None => {
-                    self.differ(d.rowid, "not sent".into(), format!("sent over the {}", route_text(&d.route)));
+                    self.differ(
+                        d.rowid,
+                        "not sent".into(),
+                        format!("sent over the {}", route_text(&d.route)),
+                    );
                     results.push(SendResult::Failed(NOT_SENT_IN_RECORDING.into()));
                 }
             }
@@ -188,7 +233,8 @@ impl World for WhatIfWorld {
     }
     fn random_bytes(&mut self, len: u32) -> Vec<u8> {
         let text: Option<String> = self.next(calls::RANDOM_BYTES);
-        text.and_then(|t| calls::bytes_from_text(&t)).unwrap_or_else(|| vec![0; len as usize])
+        text.and_then(|t| calls::bytes_from_text(&t))
+            .unwrap_or_else(|| vec![0; len as usize])
     }
     fn log(&mut self, _: Level, _: &str, _: Vec<(String, String)>) {}
 }

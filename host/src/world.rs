@@ -26,14 +26,30 @@ pub struct HostWorld {
 
 impl HostWorld {
     /// `write_gate` is shared by every world of the process on this outbox.
-    pub fn new(outbox: Outbox, links: Links, runtime: tokio::runtime::Handle, write_gate: Arc<Mutex<()>>) -> HostWorld {
-        HostWorld { outbox, links, runtime, write_gate }
+    pub fn new(
+        outbox: Outbox,
+        links: Links,
+        runtime: tokio::runtime::Handle,
+        write_gate: Arc<Mutex<()>>,
+    ) -> HostWorld {
+        HostWorld {
+            outbox,
+            links,
+            runtime,
+            write_gate,
+        }
     }
 
-    fn write<R>(&mut self, transaction: impl FnOnce(&mut Outbox) -> Result<R, sluice_store::StoreError>) -> Result<R, String> {
+    fn write<R>(
+        &mut self,
+        transaction: impl FnOnce(&mut Outbox) -> Result<R, sluice_store::StoreError>,
+    ) -> Result<R, String> {
         // A poisoned gate only means another loop panicked mid-call; SQLite's
         // own transaction kept the file consistent.
-        let _gate = self.write_gate.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let _gate = self
+            .write_gate
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         transaction(&mut self.outbox).map_err(|e| e.to_string())
     }
 }
@@ -50,7 +66,12 @@ pub fn now_ms() -> TimestampMs {
 pub const RANDOM_BYTES_MAX: u32 = 64 * 1024;
 
 impl World for HostWorld {
-    fn claim_due(&mut self, now: TimestampMs, limit: u32, lease_ms: i64) -> Result<Vec<Row>, String> {
+    fn claim_due(
+        &mut self,
+        now: TimestampMs,
+        limit: u32,
+        lease_ms: i64,
+    ) -> Result<Vec<Row>, String> {
         self.write(|o| o.claim_due(now, limit, lease_ms))
     }
 
@@ -80,7 +101,8 @@ impl World for HostWorld {
 
     fn send_batch(&mut self, dispatches: Vec<Dispatch>, ack_timeout_ms: u32) -> Vec<SendResult> {
         let timeout = Duration::from_millis(u64::from(ack_timeout_ms));
-        self.runtime.block_on(self.links.send_batch(dispatches, timeout))
+        self.runtime
+            .block_on(self.links.send_batch(dispatches, timeout))
     }
 
     fn now(&mut self) -> TimestampMs {

@@ -11,5 +11,7 @@ pub fn serialize<S: Serializer>(bytes: &[u8], serializer: S) -> Result<S::Ok, S:
 
 pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<u8>, D::Error> {
     let text = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
-    STANDARD.decode(text.as_bytes()).map_err(serde::de::Error::custom)
+    STANDARD
+        .decode(text.as_bytes())
+        .map_err(serde::de::Error::custom)
 }

@@ -42,7 +42,13 @@ const PERMANENT: &[&str] = &[
 pub fn classify(error: &str) -> ErrorClass {
     let text: String = error
         .chars()
-        .map(|c| if c == '_' || c == '-' { ' ' } else { c.to_ascii_lowercase() })
+        .map(|c| {
+            if c == '_' || c == '-' {
+                ' '
+            } else {
+                c.to_ascii_lowercase()
+            }
+        })
         .collect();
     if TRANSIENT.iter().any(|p| text.contains(p)) {
         ErrorClass::Transient

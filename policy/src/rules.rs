@@ -27,9 +27,15 @@ pub struct LogLine {
 pub enum Decision {
     Send(Dispatch),
     /// Settle as dead without sending.
-    Dead { reason: String, log: Option<LogLine> },
+    Dead {
+        reason: String,
+        log: Option<LogLine>,
+    },
     /// Retry later without sending (counts an attempt; may hit the cap).
-    Retry { error: String, log: Option<LogLine> },
+    Retry {
+        error: String,
+        log: Option<LogLine>,
+    },
 }
 
 /// What the tick learned from the host before deciding.
@@ -60,7 +66,11 @@ fn present(value: &Option<String>) -> Option<&str> {
 fn line(level: Level, event: &'static str, row: &Row, extra: &[(&str, String)]) -> Option<LogLine> {
     let mut fields = vec![("id".to_string(), row.id.clone())];
     fields.extend(extra.iter().map(|(k, v)| (k.to_string(), v.clone())));
-    Some(LogLine { level, event, fields })
+    Some(LogLine {
+        level,
+        event,
+        fields,
+    })
 }
 
 /// Decides what to do with `row`. `fresh_nonce` is called only for a legacy
@@ -68,32 +78,61 @@ fn line(level: Level, event: &'static str, row: &Row, extra: &[(&str, String)]) 
 pub fn decide(row: &Row, view: &View<'_>, fresh_nonce: &mut dyn FnMut() -> Vec<u8>) -> Decision {
     if let Some(defect) = &row.defect {
         let reason = format!("malformed_row: {defect}");
-        let log = line(Level::Warn, "drain_malformed_row", row, &[("err", reason.clone())]);
+        let log = line(
+            Level::Warn,
+            "drain_malformed_row",
+            row,
+            &[("err", reason.clone())],
+        );
         return Decision::Dead { reason, log };
     }
     if view.now - row.enqueued_at > view.settings.row_ttl_ms {
         let age = (view.now - row.enqueued_at).to_string();
         let log = line(Level::Warn, "drain_expired_rows", row, &[("age_ms", age)]);
-        return Decision::Dead { reason: "expired".into(), log };
+        return Decision::Dead {
+            reason: "expired".into(),
+            log,
+        };
     }
     let mesh = match route_mesh(row, view.meshes) {
         Ok(mesh) => mesh,
         Err(label) => {
-            let log = line(Level::Warn, "drain_no_broker_for_mesh", row, &[("mesh", label.clone())]);
-            return Decision::Dead { reason: format!("no_broker_for_mesh:{label}"), log };
+            let log = line(
+                Level::Warn,
+                "drain_no_broker_for_mesh",
+                row,
+                &[("mesh", label.clone())],
+            );
+            return Decision::Dead {
+                reason: format!("no_broker_for_mesh:{label}"),
+                log,
+            };
         }
     };
     let (target_spec, nonce, ciphertext, priority) = match payload_fields(row) {
-        Ok(PayloadFields::Routed { target_spec, nonce, ciphertext, priority }) => {
-            (target_spec.to_string(), nonce.to_string(), ciphertext.to_string(), priority)
-        }
+        Ok(PayloadFields::Routed {
+            target_spec,
+            nonce,
+            ciphertext,
+            priority,
+        }) => (
+            target_spec.to_string(),
+            nonce.to_string(),
+            ciphertext.to_string(),
+            priority,
+        ),
         Ok(PayloadFields::Legacy) => {
             let nonce = BASE64.encode(fresh_nonce());
             ("*".to_string(), nonce, BASE64.encode(&row.payload), "next")
         }
         Err(missing) => {
             let reason = format!("malformed_row: missing {}", missing.join(", "));
-            let log = line(Level::Warn, "drain_malformed_row", row, &[("err", reason.clone())]);
+            let log = line(
+                Level::Warn,
+                "drain_malformed_row",
+                row,
+                &[("err", reason.clone())],
+            );
             return Decision::Dead { reason, log };
         }
     };
@@ -127,7 +166,12 @@ fn route_mesh(row: &Row, meshes: &[String]) -> Result<String, String> {
 }
 
 enum PayloadFields<'a> {
-    Routed { target_spec: &'a str, nonce: &'a str, ciphertext: &'a str, priority: &'static str },
+    Routed {
+        target_spec: &'a str,
+        nonce: &'a str,
+        ciphertext: &'a str,
+        priority: &'static str,
+    },
     /// All three routing columns are missing: a row from before they existed.
     Legacy,
 }
@@ -142,16 +186,29 @@ fn payload_fields(row: &Row) -> Result<PayloadFields<'_>, Vec<&'static str>> {
         ("ciphertext", present(&row.ciphertext)),
     ];
     match fields {
-        [(_, Some(target_spec)), (_, Some(nonce)), (_, Some(ciphertext))] => {
+        [
+            (_, Some(target_spec)),
+            (_, Some(nonce)),
+            (_, Some(ciphertext)),
+        ] => {
             let priority = match row.priority.as_deref() {
                 Some("now") => "now",
                 Some("low") => "low",
                 _ => "next",
             };
-            Ok(PayloadFields::Routed { target_spec, nonce, ciphertext, priority })
+            Ok(PayloadFields::Routed {
+                target_spec,
+                nonce,
+                ciphertext,
+                priority,
+            })
         }
         [(_, None), (_, None), (_, None)] => Ok(PayloadFields::Legacy),
-        _ => Err(fields.iter().filter(|(_, v)| v.is_none()).map(|(name, _)| *name).collect()),
+        _ => Err(fields
+            .iter()
+            .filter(|(_, v)| v.is_none())
+            .map(|(name, _)| *name)
+            .collect()),
     }
 }
 
@@ -161,49 +218,115 @@ fn session_route(row: &Row, pubkey: &str, view: &View<'_>) -> Result<Route, Box<
     let short: String = pubkey.chars().take(12).collect();
     match view.session_state(pubkey) {
         SessionState::Open => Ok(Route::Session(pubkey.to_string())),
-        SessionState::Absent if view.now - row.enqueued_at > view.settings.session_gone_after_ms => {
-            let log = line(Level::Warn, "drain_session_gone", row, &[("session_pubkey", short)]);
-            Err(Box::new(Decision::Dead { reason: "session_gone".into(), log }))
+        SessionState::Absent
+            if view.now - row.enqueued_at > view.settings.session_gone_after_ms =>
+        {
+            let log = line(
+                Level::Warn,
+                "drain_session_gone",
+                row,
+                &[("session_pubkey", short)],
+            );
+            Err(Box::new(Decision::Dead {
+                reason: "session_gone".into(),
+                log,
+            }))
         }
         SessionState::Absent | SessionState::Connecting => {
             let every = view.settings.session_not_ready_log_every;
             let log = if row.attempts == 1 || row.attempts.is_multiple_of(every) {
                 let attempts = row.attempts.to_string();
-                line(Level::Info, "drain_session_ws_not_ready", row, &[("session_pubkey", short), ("attempts", attempts)])
+                line(
+                    Level::Info,
+                    "drain_session_ws_not_ready",
+                    row,
+                    &[("session_pubkey", short), ("attempts", attempts)],
+                )
             } else {
                 None
             };
-            Err(Box::new(Decision::Retry { error: "session_ws_not_open".into(), log }))
+            Err(Box::new(Decision::Retry {
+                error: "session_ws_not_open".into(),
+                log,
+            }))
         }
     }
 }
 
 /// Turns the host's report for a dispatch into a verdict. `now` is read after
 /// the sends returned.
-pub fn judge(row: &Row, result: &SendResult, now: TimestampMs, settings: &Settings) -> (Verdict, Option<LogLine>) {
+pub fn judge(
+    row: &Row,
+    result: &SendResult,
+    now: TimestampMs,
+    settings: &Settings,
+) -> (Verdict, Option<LogLine>) {
     match result {
-        SendResult::Accepted(id) => (Verdict::Done { broker_message_id: id.clone(), delivered_at: now }, None),
+        SendResult::Accepted(id) => (
+            Verdict::Done {
+                broker_message_id: id.clone(),
+                delivered_at: now,
+            },
+            None,
+        ),
         SendResult::Rejected(error) if classify(error) == ErrorClass::Permanent => {
-            let log = line(Level::Warn, "drain_permanent_failure", row, &[("err", error.clone())]);
-            (Verdict::Dead { reason: error.clone() }, log)
+            let log = line(
+                Level::Warn,
+                "drain_permanent_failure",
+                row,
+                &[("err", error.clone())],
+            );
+            (
+                Verdict::Dead {
+                    reason: error.clone(),
+                },
+                log,
+            )
         }
         SendResult::Rejected(error) => retry(row, error, now, settings, None),
         SendResult::Failed(error) => {
             // A transport failure says nothing about the message: always transient.
-            let log = line(Level::Warn, "drain_send_threw", row, &[("err", error.clone())]);
+            let log = line(
+                Level::Warn,
+                "drain_send_threw",
+                row,
+                &[("err", error.clone())],
+            );
             retry(row, error, now, settings, log)
         }
     }
 }
 
 /// A retry with backoff, or dead `max_attempts` once the row has used them all.
-pub fn retry(row: &Row, error: &str, now: TimestampMs, settings: &Settings, log: Option<LogLine>) -> (Verdict, Option<LogLine>) {
+pub fn retry(
+    row: &Row,
+    error: &str,
+    now: TimestampMs,
+    settings: &Settings,
+    log: Option<LogLine>,
+) -> (Verdict, Option<LogLine>) {
     if row.attempts >= settings.max_attempts {
-        let log = line(Level::Warn, "drain_max_attempts", row, &[("err", error.to_string())]);
-        return (Verdict::Dead { reason: format!("max_attempts: {error}") }, log);
+        let log = line(
+            Level::Warn,
+            "drain_max_attempts",
+            row,
+            &[("err", error.to_string())],
+        );
+        return (
+            Verdict::Dead {
+                reason: format!("max_attempts: {error}"),
+            },
+            log,
+        );
     }
     let next_attempt_at = now.saturating_add(settings.backoff_ms(row.attempts));
-    (Verdict::Retry { next_attempt_at, last_error: error.to_string() }, log)
+    (
+        Verdict::Retry {
+            next_attempt_at,
+            last_error: error.to_string(),
+        },
+        log,
+    )
 }
 
 /// Lowercase hex, as the wire wants the request fingerprint.

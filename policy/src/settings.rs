@@ -97,7 +97,9 @@ impl Settings {
             "batch_rows" => self.batch_rows = int(key, value, 1, BATCH_ROWS_MAX)?,
             "ack_timeout_ms" => self.ack_timeout_ms = int(key, value, 1, 3_600_000)?,
             "row_ttl_ms" => self.row_ttl_ms = int(key, value, 1, 365 * DAY_MS)?,
-            "session_gone_after_ms" => self.session_gone_after_ms = int(key, value, 1, 365 * DAY_MS)?,
+            "session_gone_after_ms" => {
+                self.session_gone_after_ms = int(key, value, 1, 365 * DAY_MS)?
+            }
             "session_not_ready_log_every" => {
                 self.session_not_ready_log_every = int(key, value, 1, u32::MAX)?
             }
@@ -133,7 +135,9 @@ impl Settings {
     pub fn backoff_ms(&self, attempts: u32) -> i64 {
         let exponent = attempts.min(self.backoff_exponent_max);
         let factor = 1i64.checked_shl(exponent).unwrap_or(i64::MAX);
-        self.backoff_base_ms.saturating_mul(factor).min(self.backoff_cap_ms)
+        self.backoff_base_ms
+            .saturating_mul(factor)
+            .min(self.backoff_cap_ms)
     }
 }
 
@@ -142,7 +146,9 @@ where
     T: std::str::FromStr + PartialOrd + fmt::Display + Copy,
 {
     let parsed: T = value.trim().parse().map_err(|_| {
-        SettingError(format!("policy setting `{key}` = {value:?} is not a whole number: give one from {min} to {max}"))
+        SettingError(format!(
+            "policy setting `{key}` = {value:?} is not a whole number: give one from {min} to {max}"
+        ))
     })?;
     if parsed < min || parsed > max {
         return Err(SettingError(format!(
@@ -157,21 +163,32 @@ mod tests {
     use super::*;
 
     fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
-        list.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        list.iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     #[test]
     fn defaults_are_the_reference_constants() {
         let s = Settings::default();
-        assert_eq!((s.max_attempts, s.backoff_base_ms, s.backoff_cap_ms), (25, 500, 30_000));
-        assert_eq!((s.batch_rows, s.lease_ms, s.ack_timeout_ms), (32, 30_000, 15_000));
+        assert_eq!(
+            (s.max_attempts, s.backoff_base_ms, s.backoff_cap_ms),
+            (25, 500, 30_000)
+        );
+        assert_eq!(
+            (s.batch_rows, s.lease_ms, s.ack_timeout_ms),
+            (32, 30_000, 15_000)
+        );
         assert_eq!(Settings::from_pairs(&[]), Ok(s));
     }
 
     #[test]
     fn backoff_doubles_from_one_second_and_caps_at_thirty() {
         let s = Settings::default();
-        let expected = [1_000, 2_000, 4_000, 8_000, 16_000, 30_000, 30_000, 30_000, 30_000, 30_000, 30_000, 30_000, 30_000];
+        let expected = [
+            1_000, 2_000, 4_000, 8_000, 16_000, 30_000, 30_000, 30_000, 30_000, 30_000, 30_000,
+            30_000, 30_000,
+        ];
         for (i, want) in expected.iter().enumerate() {
             assert_eq!(s.backoff_ms(i as u32 + 1), *want, "attempts {}", i + 1);
         }
@@ -179,7 +196,11 @@ mod tests {
 
     #[test]
     fn backoff_exponent_stops_at_its_max() {
-        let s = Settings::from_pairs(&pairs(&[("backoff_base_ms", "1"), ("backoff_cap_ms", "86400000")])).unwrap();
+        let s = Settings::from_pairs(&pairs(&[
+            ("backoff_base_ms", "1"),
+            ("backoff_cap_ms", "86400000"),
+        ]))
+        .unwrap();
         assert_eq!(s.backoff_ms(12), 4096);
         assert_eq!(s.backoff_ms(13), 4096);
         assert_eq!(s.backoff_ms(u32::MAX), 4096);
@@ -187,7 +208,8 @@ mod tests {
 
     #[test]
     fn settings_apply_by_name() {
-        let s = Settings::from_pairs(&pairs(&[("batch_rows", "1024"), ("max_attempts", " 3 ")])).unwrap();
+        let s = Settings::from_pairs(&pairs(&[("batch_rows", "1024"), ("max_attempts", " 3 ")]))
+            .unwrap();
         assert_eq!((s.batch_rows, s.max_attempts), (1024, 3));
     }
 
@@ -195,11 +217,23 @@ mod tests {
     fn bad_settings_name_the_key() {
         let cases = [
             (("batch_size", "10"), "unknown policy setting `batch_size`"),
-            (("batch_rows", "many"), "`batch_rows` = \"many\" is not a whole number"),
+            (
+                ("batch_rows", "many"),
+                "`batch_rows` = \"many\" is not a whole number",
+            ),
             (("batch_rows", "0"), "`batch_rows` = 0 is out of range"),
-            (("max_attempts", "-1"), "`max_attempts` = \"-1\" is not a whole number"),
-            (("backoff_base_ms", "60000"), "`backoff_base_ms` (60000) exceeds `backoff_cap_ms`"),
-            (("lease_ms", "1000"), "`lease_ms` (1000) must exceed `ack_timeout_ms` (15000)"),
+            (
+                ("max_attempts", "-1"),
+                "`max_attempts` = \"-1\" is not a whole number",
+            ),
+            (
+                ("backoff_base_ms", "60000"),
+                "`backoff_base_ms` (60000) exceeds `backoff_cap_ms`",
+            ),
+            (
+                ("lease_ms", "1000"),
+                "`lease_ms` (1000) must exceed `ack_timeout_ms` (15000)",
+            ),
         ];
         for ((key, value), want) in cases {
             let err = Settings::from_pairs(&pairs(&[(key, value)])).unwrap_err();

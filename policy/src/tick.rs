@@ -11,8 +11,15 @@ use crate::types::{Level, Outcome, Row, SessionState, TickReport, TimestampMs, V
 use std::collections::BTreeSet;
 
 /// Runs one tick against `world`.
-pub fn tick<W: World>(world: &mut W, settings: &Settings, now: TimestampMs) -> Result<TickReport, String> {
-    let mut report = TickReport { reclaimed: world.reclaim(now)?, ..TickReport::default() };
+pub fn tick<W: World>(
+    world: &mut W,
+    settings: &Settings,
+    now: TimestampMs,
+) -> Result<TickReport, String> {
+    let mut report = TickReport {
+        reclaimed: world.reclaim(now)?,
+        ..TickReport::default()
+    };
     let rows = world.claim_due(now, settings.batch_rows, settings.lease_ms)?;
     report.claimed = count(rows.len());
     report.more_due = report.claimed >= settings.batch_rows;
@@ -44,10 +51,20 @@ pub fn tick<W: World>(world: &mut W, settings: &Settings, now: TimestampMs) -> R
 }
 
 /// Decides, sends and judges the claimed rows; one outcome per row, in order.
-fn drain_rows<W: World>(world: &mut W, settings: &Settings, now: TimestampMs, rows: &[Row]) -> Vec<Outcome> {
+fn drain_rows<W: World>(
+    world: &mut W,
+    settings: &Settings,
+    now: TimestampMs,
+    rows: &[Row],
+) -> Vec<Outcome> {
     let meshes = world.meshes();
     let sessions = session_states(world, rows);
-    let view = View { now, settings, meshes: &meshes, sessions: &sessions };
+    let view = View {
+        now,
+        settings,
+        meshes: &meshes,
+        sessions: &sessions,
+    };
 
     let mut decisions = Vec::with_capacity(rows.len());
     let mut dispatches = Vec::new();
@@ -82,10 +99,19 @@ fn drain_rows<W: World>(world: &mut W, settings: &Settings, now: TimestampMs, ro
                 (verdict, cap_log.or(log))
             }
         };
-        if let Some(LogLine { level, event, fields }) = log {
+        if let Some(LogLine {
+            level,
+            event,
+            fields,
+        }) = log
+        {
             world.log(level, event, fields);
         }
-        outcomes.push(Outcome { rowid: row.rowid, attempts: row.attempts, verdict });
+        outcomes.push(Outcome {
+            rowid: row.rowid,
+            attempts: row.attempts,
+            verdict,
+        });
     }
     outcomes
 }
@@ -103,7 +129,11 @@ fn session_states<W: World>(world: &mut W, rows: &[Row]) -> Vec<(String, Session
     let keys: Vec<String> = keys.into_iter().map(str::to_string).collect();
     let states = world.session_states(keys.clone());
     keys.into_iter()
-        .zip(states.into_iter().chain(std::iter::repeat(SessionState::Absent)))
+        .zip(
+            states
+                .into_iter()
+                .chain(std::iter::repeat(SessionState::Absent)),
+        )
         .collect()
 }
 

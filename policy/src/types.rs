@@ -86,9 +86,17 @@ pub enum SessionState {
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[cfg_attr(feature = "serde", serde(rename_all = "snake_case"))]
 pub enum Verdict {
-    Done { broker_message_id: String, delivered_at: TimestampMs },
-    Dead { reason: String },
-    Retry { next_attempt_at: TimestampMs, last_error: String },
+    Done {
+        broker_message_id: String,
+        delivered_at: TimestampMs,
+    },
+    Dead {
+        reason: String,
+    },
+    Retry {
+        next_attempt_at: TimestampMs,
+        last_error: String,
+    },
 }
 
 /// A verdict for the claim of `rowid` that counted `attempts`.
@@ -130,7 +138,12 @@ pub struct TickReport {
 /// The guest implements it over the component's imports; the host implements
 /// it natively for the baseline benchmark; tests implement it in memory.
 pub trait World {
-    fn claim_due(&mut self, now: TimestampMs, limit: u32, lease_ms: i64) -> Result<Vec<Row>, String>;
+    fn claim_due(
+        &mut self,
+        now: TimestampMs,
+        limit: u32,
+        lease_ms: i64,
+    ) -> Result<Vec<Row>, String>;
     fn settle(&mut self, outcomes: Vec<Outcome>) -> Result<u32, String>;
     fn reclaim(&mut self, now: TimestampMs) -> Result<u32, String>;
     fn expire(&mut self, now: TimestampMs, cutoff: TimestampMs) -> Result<u32, String>;

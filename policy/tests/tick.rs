@@ -1,7 +1,9 @@
 //! The tick's wiring, against a scripted in-memory world: what it calls, in
 //! what order, and what it settles.
 
-use sluice_policy::{Dispatch, Level, Outcome, Route, Row, SendResult, SessionState, Settings, Verdict, World, tick};
+use sluice_policy::{
+    Dispatch, Level, Outcome, Route, Row, SendResult, SessionState, Settings, Verdict, World, tick,
+};
 
 const NOW: i64 = 1_767_225_600_000;
 
@@ -19,7 +21,8 @@ struct Script {
 
 impl World for Script {
     fn claim_due(&mut self, now: i64, limit: u32, lease_ms: i64) -> Result<Vec<Row>, String> {
-        self.calls.push(format!("claim_due({now},{limit},{lease_ms})"));
+        self.calls
+            .push(format!("claim_due({now},{limit},{lease_ms})"));
         let n = (limit as usize).min(self.due.len());
         Ok(self.due.drain(..n).collect())
     }
@@ -45,11 +48,13 @@ impl World for Script {
         self.meshes.clone()
     }
     fn session_states(&mut self, pubkeys: Vec<String>) -> Vec<SessionState> {
-        self.calls.push(format!("session_states({})", pubkeys.join(",")));
+        self.calls
+            .push(format!("session_states({})", pubkeys.join(",")));
         vec![SessionState::Absent; pubkeys.len()]
     }
     fn send_batch(&mut self, dispatches: Vec<Dispatch>, ack_timeout_ms: u32) -> Vec<SendResult> {
-        self.calls.push(format!("send_batch({},{ack_timeout_ms})", dispatches.len()));
+        self.calls
+            .push(format!("send_batch({},{ack_timeout_ms})", dispatches.len()));
         self.sent.extend(dispatches.iter().cloned());
         let n = dispatches.len().min(self.results.len());
         self.results.drain(..n).collect()
@@ -83,9 +88,20 @@ fn row(rowid: i64, mesh: &str) -> Row {
 #[test]
 fn one_tick_claims_sends_once_and_settles_once() {
     let mut world = Script {
-        due: vec![row(1, "a"), row(2, "zzz"), row(3, "a"), Row { sender_session_pubkey: Some("k".into()), ..row(4, "a") }],
+        due: vec![
+            row(1, "a"),
+            row(2, "zzz"),
+            row(3, "a"),
+            Row {
+                sender_session_pubkey: Some("k".into()),
+                ..row(4, "a")
+            },
+        ],
         meshes: vec!["a".into()],
-        results: vec![SendResult::Accepted("m1".into()), SendResult::Rejected("rate_limited".into())],
+        results: vec![
+            SendResult::Accepted("m1".into()),
+            SendResult::Rejected("rate_limited".into()),
+        ],
         ..Script::default()
     };
     let report = tick(&mut world, &Settings::default(), NOW).unwrap();
@@ -102,16 +118,75 @@ fn one_tick_claims_sends_once_and_settles_once() {
             "next_due_at"
         ]
     );
-    assert_eq!(world.sent.iter().map(|d| d.rowid).collect::<Vec<_>>(), [1, 3]);
-    assert!(world.sent.iter().all(|d| d.route == Route::Daemon("a".into())));
-    let verdicts: Vec<(i64, &Verdict)> = world.settled.iter().map(|o| (o.rowid, &o.verdict)).collect();
-    assert_eq!(verdicts[0], (1, &Verdict::Done { broker_message_id: "m1".into(), delivered_at: NOW + 5 }));
-    assert_eq!(verdicts[1], (2, &Verdict::Dead { reason: "no_broker_for_mesh:zzz".into() }));
-    assert_eq!(verdicts[2], (3, &Verdict::Retry { next_attempt_at: NOW + 5 + 1_000, last_error: "rate_limited".into() }));
-    assert_eq!(verdicts[3], (4, &Verdict::Retry { next_attempt_at: NOW + 5 + 1_000, last_error: "session_ws_not_open".into() }));
-    assert_eq!((report.claimed, report.done, report.dead, report.retried, report.more_due), (4, 1, 1, 2, false));
+    assert_eq!(
+        world.sent.iter().map(|d| d.rowid).collect::<Vec<_>>(),
+        [1, 3]
+    );
+    assert!(
+        world
+            .sent
+            .iter()
+            .all(|d| d.route == Route::Daemon("a".into()))
+    );
+    let verdicts: Vec<(i64, &Verdict)> = world
+        .settled
+        .iter()
+        .map(|o| (o.rowid, &o.verdict))
+        .collect();
+    assert_eq!(
+        verdicts[0],
+        (
+            1,
+            &Verdict::Done {
+                broker_message_id: "m1".into(),
+                delivered_at: NOW + 5
+            }
+        )
+    );
+    assert_eq!(
+        verdicts[1],
+        (
+            2,
+            &Verdict::Dead {
+                reason: "no_broker_for_mesh:zzz".into()
+            }
+        )
+    );
+    assert_eq!(
+        verdicts[2],
+        (
+            3,
+            &Verdict::Retry {
+                next_attempt_at: NOW + 5 + 1_000,
+                last_error: "rate_limited".into()
+            }
+        )
+    );
+    assert_eq!(
+        verdicts[3],
+        (
+            4,
+            &Verdict::Retry {
+                next_attempt_at: NOW + 5 + 1_000,
+                last_error: "session_ws_not_open".into()
+            }
+        )
+    );
+    assert_eq!(
+        (
+            report.claimed,
+            report.done,
+            report.dead,
+            report.retried,
+            report.more_due
+        ),
+        (4, 1, 1, 2, false)
+    );
     assert_eq!(report.next_due_at, Some(NOW + 1_000));
-    assert_eq!(world.logs, ["drain_no_broker_for_mesh", "drain_session_ws_not_ready"]);
+    assert_eq!(
+        world.logs,
+        ["drain_no_broker_for_mesh", "drain_session_ws_not_ready"]
+    );
 }
 
 #[test]
@@ -120,7 +195,10 @@ fn full_claim_reports_more_due_and_skips_the_expiry_sweep() {
     let mut world = Script {
         due: vec![row(1, "a"), row(2, "a"), row(3, "a")],
         meshes: vec!["a".into()],
-        results: vec![SendResult::Accepted("m1".into()), SendResult::Accepted("m2".into())],
+        results: vec![
+            SendResult::Accepted("m1".into()),
+            SendResult::Accepted("m2".into()),
+        ],
         ..Script::default()
     };
     let report = tick(&mut world, &settings, NOW).unwrap();
@@ -130,16 +208,28 @@ fn full_claim_reports_more_due_and_skips_the_expiry_sweep() {
 
 #[test]
 fn empty_claim_sends_nothing_and_logs_expired_rows() {
-    let mut world = Script { expired: 3, ..Script::default() };
+    let mut world = Script {
+        expired: 3,
+        ..Script::default()
+    };
     let report = tick(&mut world, &Settings::default(), NOW).unwrap();
     assert_eq!(report.expired, 3);
-    assert!(!world.calls.iter().any(|c| c.starts_with("send_batch") || c.starts_with("settle") || c == "meshes"));
+    assert!(
+        !world
+            .calls
+            .iter()
+            .any(|c| c.starts_with("send_batch") || c.starts_with("settle") || c == "meshes")
+    );
     assert_eq!(world.logs, ["drain_expired_rows"]);
 }
 
 #[test]
 fn missing_results_retry_rather_than_lose_rows() {
-    let mut world = Script { due: vec![row(1, "a"), row(2, "a")], meshes: vec!["a".into()], ..Script::default() };
+    let mut world = Script {
+        due: vec![row(1, "a"), row(2, "a")],
+        meshes: vec!["a".into()],
+        ..Script::default()
+    };
     tick(&mut world, &Settings::default(), NOW).unwrap();
     assert!(world.settled.iter().all(|o| matches!(&o.verdict, Verdict::Retry { last_error, .. } if last_error == "host_returned_no_result")));
 }

@@ -17,7 +17,10 @@ pub const MINUTE_MS: i64 = 60_000;
 pub const MEMBER_SEED: [u8; 32] = [7; 32];
 
 pub fn now_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as i64
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
 }
 
 /// A test broker on its own runtime.
@@ -28,9 +31,21 @@ pub struct TestBroker {
 
 impl TestBroker {
     pub fn start(options: BrokerOptions) -> TestBroker {
-        let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
-        let broker = runtime.block_on(Broker::start(SocketAddr::from(([127, 0, 0, 1], 0)), options)).unwrap();
-        TestBroker { broker: Some(broker), runtime }
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let broker = runtime
+            .block_on(Broker::start(
+                SocketAddr::from(([127, 0, 0, 1], 0)),
+                options,
+            ))
+            .unwrap();
+        TestBroker {
+            broker: Some(broker),
+            runtime,
+        }
     }
 
     pub fn url(&self) -> String {
@@ -42,7 +57,11 @@ impl TestBroker {
     }
 
     pub fn receipts(&self, client_message_id: &str) -> u32 {
-        self.stats().receipts.get(client_message_id).copied().unwrap_or(0)
+        self.stats()
+            .receipts
+            .get(client_message_id)
+            .copied()
+            .unwrap_or(0)
     }
 }
 
@@ -74,7 +93,11 @@ impl Setup {
             key.public_hex()
         );
         std::fs::write(&config, text).unwrap();
-        Setup { dir, outbox, config }
+        Setup {
+            dir,
+            outbox,
+            config,
+        }
     }
 
     pub fn open(&self) -> Outbox {
@@ -111,8 +134,12 @@ impl Setup {
     /// (status, attempts, last_error) of the row with `id`.
     pub fn row(&self, id: &str) -> (String, i64, Option<String>) {
         let conn = rusqlite::Connection::open(&self.outbox).unwrap();
-        conn.query_row("SELECT status, attempts, last_error FROM outbox WHERE id = ?", [id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-            .unwrap()
+        conn.query_row(
+            "SELECT status, attempts, last_error FROM outbox WHERE id = ?",
+            [id],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .unwrap()
     }
 }
 
@@ -122,7 +149,12 @@ pub fn sluice_bin() -> &'static str {
 
 /// Runs `sluice` with `args` and waits (bounded).
 pub fn sluice(args: &[&str]) -> Output {
-    let child = Command::new(sluice_bin()).args(args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let child = Command::new(sluice_bin())
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
     wait_output(child, Duration::from_secs(60))
 }
 
@@ -133,7 +165,10 @@ pub fn wait_output(mut child: Child, limit: Duration) -> Output {
         if Instant::now() > deadline {
             let _ = child.kill();
             let out = child.wait_with_output().unwrap();
-            panic!("sluice did not finish within {limit:?}; stderr:\n{}", String::from_utf8_lossy(&out.stderr));
+            panic!(
+                "sluice did not finish within {limit:?}; stderr:\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
         }
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -144,14 +179,21 @@ pub fn wait_output(mut child: Child, limit: Duration) -> Output {
 pub fn wait_for(what: &str, limit: Duration, mut condition: impl FnMut() -> bool) {
     let deadline = Instant::now() + limit;
     while !condition() {
-        assert!(Instant::now() < deadline, "timed out after {limit:?} waiting for {what}");
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {limit:?} waiting for {what}"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
 }
 
 /// Sends a signal with the system's `kill` (no unsafe code in tests either).
 pub fn signal(child: &Child, name: &str) {
-    let status = Command::new("kill").arg(format!("-{name}")).arg(child.id().to_string()).status().unwrap();
+    let status = Command::new("kill")
+        .arg(format!("-{name}"))
+        .arg(child.id().to_string())
+        .status()
+        .unwrap();
     assert!(status.success());
 }
 
@@ -184,7 +226,9 @@ pub fn routed(id: &str, target: &str) -> NewRow {
 
 /// `count` routed rows named `{prefix}-{i}`.
 pub fn many(prefix: &str, count: usize) -> Vec<NewRow> {
-    (0..count).map(|i| routed(&format!("{prefix}-{i:06}"), "@peer")).collect()
+    (0..count)
+        .map(|i| routed(&format!("{prefix}-{i:06}"), "@peer"))
+        .collect()
 }
 
 pub fn path_str(path: &Path) -> &str {

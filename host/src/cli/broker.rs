@@ -45,9 +45,17 @@ pub fn broker(args: &BrokerArgs) -> anyhow::Result<ExitCode> {
             .await
             .with_context(|| format!("binding {}:{}", args.bind, args.port))?;
         println!("listening on {}", broker.url());
-        tokio::signal::ctrl_c().await.context("waiting for ctrl-c")?;
+        tokio::signal::ctrl_c()
+            .await
+            .context("waiting for ctrl-c")?;
         let stats = broker.stats();
-        println!("sends={} accepted={} rejected={} distinct={}", stats.sends, stats.accepted, stats.rejected, stats.receipts.len());
+        println!(
+            "sends={} accepted={} rejected={} distinct={}",
+            stats.sends,
+            stats.accepted,
+            stats.rejected,
+            stats.receipts.len()
+        );
         broker.shutdown().await;
         Ok(ExitCode::SUCCESS)
     })
@@ -55,7 +63,9 @@ pub fn broker(args: &BrokerArgs) -> anyhow::Result<ExitCode> {
 
 fn broker_options(args: &BrokerArgs) -> anyhow::Result<BrokerOptions> {
     let members = match &args.keys {
-        Some(path) => Some(load_members(path).with_context(|| format!("reading keys file {}", path.display()))?),
+        Some(path) => Some(
+            load_members(path).with_context(|| format!("reading keys file {}", path.display()))?,
+        ),
         None => None,
     };
     let mut reject_permanent = Vec::new();
@@ -68,7 +78,9 @@ fn broker_options(args: &BrokerArgs) -> anyhow::Result<BrokerOptions> {
         let (target, rest) = spec.split_once('=').unwrap_or((spec, "1"));
         let (times, error) = rest.split_once(':').unwrap_or((rest, "rate_limited"));
         let Ok(times) = times.parse::<u32>() else {
-            bail!("--reject-transient {spec:?}: TIMES must be a whole number, as in @peer=2:rate_limited");
+            bail!(
+                "--reject-transient {spec:?}: TIMES must be a whole number, as in @peer=2:rate_limited"
+            );
         };
         reject_transient.push((target.to_string(), times, error.to_string()));
     }

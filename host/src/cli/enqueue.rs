@@ -66,20 +66,29 @@ struct JsonRow {
 
 pub fn enqueue(args: &EnqueueArgs) -> anyhow::Result<ExitCode> {
     let config = Config::load(&args.config)?;
-    let rows = if args.json { read_json_rows()? } else { vec![flag_row(args)?] };
+    let rows = if args.json {
+        read_json_rows()?
+    } else {
+        vec![flag_row(args)?]
+    };
     let mut outbox = Outbox::open(&config.outbox)?;
     let count = outbox.enqueue(&rows)?;
     let woken = wake::notify(&config.outbox);
     for row in &rows {
         println!("{}", row.id);
     }
-    eprintln!("enqueued {count} row(s) in {}; woke {woken} drainer(s)", config.outbox.display());
+    eprintln!(
+        "enqueued {count} row(s) in {}; woke {woken} drainer(s)",
+        config.outbox.display()
+    );
     Ok(ExitCode::SUCCESS)
 }
 
 fn flag_row(args: &EnqueueArgs) -> anyhow::Result<NewRow> {
     let Some(payload) = &args.payload else {
-        bail!("nothing to enqueue: give --payload TEXT (with routing flags), or --json with rows on stdin");
+        bail!(
+            "nothing to enqueue: give --payload TEXT (with routing flags), or --json with rows on stdin"
+        );
     };
     let json = JsonRow {
         id: args.id.clone(),
@@ -104,7 +113,8 @@ fn read_json_rows() -> anyhow::Result<Vec<NewRow>> {
         if line.trim().is_empty() {
             continue;
         }
-        let json: JsonRow = serde_json::from_str(&line).with_context(|| format!("stdin line {}: not a row object", n + 1))?;
+        let json: JsonRow = serde_json::from_str(&line)
+            .with_context(|| format!("stdin line {}: not a row object", n + 1))?;
         rows.push(new_row(json).with_context(|| format!("stdin line {}", n + 1))?);
     }
     if rows.is_empty() {
@@ -116,12 +126,16 @@ fn read_json_rows() -> anyhow::Result<Vec<NewRow>> {
 fn new_row(json: JsonRow) -> anyhow::Result<NewRow> {
     let payload = match (json.payload, json.payload_base64) {
         (Some(text), None) => text.into_bytes(),
-        (None, Some(b64)) => base64::engine::general_purpose::STANDARD.decode(b64).context("payload_base64 is not base64")?,
+        (None, Some(b64)) => base64::engine::general_purpose::STANDARD
+            .decode(b64)
+            .context("payload_base64 is not base64")?,
         (None, None) => bail!("a row needs `payload` or `payload_base64`"),
         (Some(_), Some(_)) => bail!("give `payload` or `payload_base64`, not both"),
     };
     let fingerprint = match json.request_fingerprint {
-        Some(h) => hex::decode(&h).with_context(|| format!("request_fingerprint {h:?} is not hex"))?,
+        Some(h) => {
+            hex::decode(&h).with_context(|| format!("request_fingerprint {h:?} is not hex"))?
+        }
         None => Sha256::digest(&payload).to_vec(),
     };
     let now = now_ms();

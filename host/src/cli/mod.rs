@@ -2,7 +2,9 @@
 
 mod broker;
 mod enqueue;
+mod replay;
 mod run;
+mod sim;
 mod status;
 
 use clap::{Parser, Subcommand};
@@ -28,6 +30,12 @@ enum Command {
     Status(status::StatusArgs),
     /// Run the project's test broker.
     Broker(broker::BrokerArgs),
+    /// Replay a trace against a policy; with --diff, compare a candidate's decisions.
+    Replay(replay::ReplayArgs),
+    /// Work with trace files.
+    Trace(replay::TraceArgs),
+    /// Simulate a policy against a seeded outbox and broker, checking invariants every tick.
+    Sim(sim::SimArgs),
 }
 
 pub fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -37,6 +45,9 @@ pub fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Enqueue(args) => enqueue::enqueue(&args),
         Command::Status(args) => status::status(&args),
         Command::Broker(args) => broker::broker(&args),
+        Command::Replay(args) => replay::replay_command(&args),
+        Command::Trace(args) => replay::trace_command(&args),
+        Command::Sim(args) => sim::sim(&args),
     }
 }
 
@@ -44,5 +55,9 @@ pub fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
 pub(crate) fn init_logging(default: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).try_init();
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .try_init();
 }

@@ -2,7 +2,7 @@
 
 use crate::engine::PolicyEngine;
 use crate::replay::replay;
-use crate::trace::{Trace, TickResult};
+use crate::trace::{TickResult, Trace};
 use crate::whatif::what_if;
 use anyhow::{Context as _, bail};
 use clap::{Args, Subcommand};
@@ -45,19 +45,39 @@ pub fn replay_command(args: &ReplayArgs) -> anyhow::Result<ExitCode> {
     let recorded = &trace.header.policy;
     let meta = engine.meta();
     if recorded.sha256 != meta.sha256 {
-        println!("note: the trace was recorded with {} {} (sha256 {}); replaying {} {} (sha256 {})", recorded.name, recorded.version, short(&recorded.sha256), meta.name, meta.version, short(&meta.sha256));
+        println!(
+            "note: the trace was recorded with {} {} (sha256 {}); replaying {} {} (sha256 {})",
+            recorded.name,
+            recorded.version,
+            short(&recorded.sha256),
+            meta.name,
+            meta.version,
+            short(&meta.sha256)
+        );
     }
     if args.diff {
         return diff(&trace, &engine, &args.trace);
     }
     match replay(&trace, &engine)? {
         Ok(summary) => {
-            let cut = if summary.truncated { " (the trace ends inside its last tick, which was skipped)" } else { "" };
-            println!("replay ok: {} ticks, {} calls identical to {}{cut}", summary.ticks, summary.calls, args.trace.display());
+            let cut = if summary.truncated {
+                " (the trace ends inside its last tick, which was skipped)"
+            } else {
+                ""
+            };
+            println!(
+                "replay ok: {} ticks, {} calls identical to {}{cut}",
+                summary.ticks,
+                summary.calls,
+                args.trace.display()
+            );
             Ok(ExitCode::SUCCESS)
         }
         Err(divergence) => {
-            println!("replay diverged from {} at {divergence}", args.trace.display());
+            println!(
+                "replay diverged from {} at {divergence}",
+                args.trace.display()
+            );
             Ok(ExitCode::from(1))
         }
     }
@@ -66,16 +86,33 @@ pub fn replay_command(args: &ReplayArgs) -> anyhow::Result<ExitCode> {
 fn diff(trace: &Trace, engine: &PolicyEngine, path: &Path) -> anyhow::Result<ExitCode> {
     let report = what_if(trace, engine)?;
     for d in &report.differences {
-        println!("row {} (tick {}, attempt {}): recorded {}, candidate {}", d.row_id, d.tick, d.attempts, d.recorded, d.candidate);
+        println!(
+            "row {} (tick {}, attempt {}): recorded {}, candidate {}",
+            d.row_id, d.tick, d.attempts, d.recorded, d.candidate
+        );
     }
-    let rows: std::collections::BTreeSet<&str> = report.differences.iter().map(|d| d.row_id.as_str()).collect();
-    println!("what-if: {} ticks of {} compared; {} decisions differ, on {} rows.", report.ticks, path.display(), report.differences.len(), rows.len());
+    let rows: std::collections::BTreeSet<&str> = report
+        .differences
+        .iter()
+        .map(|d| d.row_id.as_str())
+        .collect();
+    println!(
+        "what-if: {} ticks of {} compared; {} decisions differ, on {} rows.",
+        report.ticks,
+        path.display(),
+        report.differences.len(),
+        rows.len()
+    );
     println!(
         "note: each tick is answered from the recording. After a row's first different decision the recording no longer \
          describes the candidate's world (a row it dead-letters may still be claimed in later ticks), and a row the candidate \
          sends that the recording did not has no broker answer: it is answered `failed`."
     );
-    Ok(if report.differences.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(1) })
+    Ok(if report.differences.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }
 
 fn settings(trace: &Trace, overrides: &[String]) -> anyhow::Result<Vec<(String, String)>> {
@@ -94,7 +131,8 @@ fn load(policy: Option<&Path>, settings: Vec<(String, String)>) -> anyhow::Resul
     Ok(match policy {
         None => PolicyEngine::load_default(settings)?,
         Some(path) => {
-            let bytes = std::fs::read(path).with_context(|| format!("reading policy file {}", path.display()))?;
+            let bytes = std::fs::read(path)
+                .with_context(|| format!("reading policy file {}", path.display()))?;
             PolicyEngine::load(&path.display().to_string(), &bytes, settings)?
         }
     })
@@ -117,20 +155,50 @@ pub fn trace_command(args: &TraceArgs) -> anyhow::Result<ExitCode> {
 
 fn print_trace(trace: &Trace, out: &mut impl std::io::Write) -> std::io::Result<()> {
     let h = &trace.header;
-    writeln!(out, "{} version {}, contract {}", h.format, h.version, h.wit)?;
-    writeln!(out, "policy {} {} (sha256 {})", h.policy.name, h.policy.version, h.policy.sha256)?;
+    writeln!(
+        out,
+        "{} version {}, contract {}",
+        h.format, h.version, h.wit
+    )?;
+    writeln!(
+        out,
+        "policy {} {} (sha256 {})",
+        h.policy.name, h.policy.version, h.policy.sha256
+    )?;
     let settings: Vec<String> = h.settings.iter().map(|(k, v)| format!("{k}={v}")).collect();
-    writeln!(out, "settings {}", if settings.is_empty() { "(defaults)".into() } else { settings.join(" ") })?;
+    writeln!(
+        out,
+        "settings {}",
+        if settings.is_empty() {
+            "(defaults)".into()
+        } else {
+            settings.join(" ")
+        }
+    )?;
     for tick in &trace.ticks {
         writeln!(out, "tick {} now={}", tick.tick, tick.now)?;
         for (i, call) in tick.calls.iter().enumerate() {
-            writeln!(out, "  {:>3} {} {} -> {}", i + 1, call.call, call.args, call.result)?;
+            writeln!(
+                out,
+                "  {:>3} {} {} -> {}",
+                i + 1,
+                call.call,
+                call.args,
+                call.result
+            )?;
         }
         match &tick.result {
             Some(TickResult::Report(r)) => writeln!(
                 out,
                 "  = claimed {} done {} dead {} retried {} reclaimed {} expired {} more_due {} next_due_at {:?}",
-                r.claimed, r.done, r.dead, r.retried, r.reclaimed, r.expired, r.more_due, r.next_due_at
+                r.claimed,
+                r.done,
+                r.dead,
+                r.retried,
+                r.reclaimed,
+                r.expired,
+                r.more_due,
+                r.next_due_at
             )?,
             Some(TickResult::Error(e)) => writeln!(out, "  = error: {e}")?,
             Some(TickResult::Trap(e)) => writeln!(out, "  = trap: {e}")?,

@@ -46,8 +46,13 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
         (None, true) => PolicyChoice::Native,
         (None, false) => PolicyChoice::Embedded,
     };
-    let mut daemon = Daemon::start(&config, &policy, args.exit_when_drained, args.record.as_deref())
-        .with_context(|| format!("starting the drain of {}", config.outbox.display()))?;
+    let mut daemon = Daemon::start(
+        &config,
+        &policy,
+        args.exit_when_drained,
+        args.record.as_deref(),
+    )
+    .with_context(|| format!("starting the drain of {}", config.outbox.display()))?;
     let meta = &daemon.meta;
     tracing::info!(target: "sluice", "policy {} {} ({}, sha256 {})", meta.name, meta.version, meta.source, meta.sha256);
     daemon.stop_on_signals();
@@ -70,7 +75,8 @@ pub fn summary_line(s: &RunSummary) -> String {
         t.failed_ticks,
         s.elapsed.as_secs_f64(),
         s.rows_per_second(),
-        s.peak_rss_bytes.map_or("unknown".to_string(), |b| b.to_string()),
+        s.peak_rss_bytes
+            .map_or("unknown".to_string(), |b| b.to_string()),
     )
 }
 

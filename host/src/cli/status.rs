@@ -19,6 +19,13 @@ const TOP_ERRORS: usize = 5;
 
 pub fn status(args: &StatusArgs) -> anyhow::Result<ExitCode> {
     let config = Config::load(&args.config)?;
+    if !config.outbox.exists() {
+        anyhow::bail!(
+            "no outbox at {}: check `outbox` in {} (it is relative to the config file)",
+            config.outbox.display(),
+            config.path.display()
+        );
+    }
     let mut outbox = Outbox::open(&config.outbox)?;
     let report = outbox.status(TOP_ERRORS)?;
     println!("outbox {}", config.outbox.display());

@@ -23,7 +23,12 @@ impl<W: World> GuestState<W> {
 impl<W: World> types::Host for GuestState<W> {}
 
 impl<W: World> store::Host for GuestState<W> {
-    fn claim_due(&mut self, now: i64, limit: u32, lease_ms: i64) -> Result<Vec<types::Row>, String> {
+    fn claim_due(
+        &mut self,
+        now: i64,
+        limit: u32,
+        lease_ms: i64,
+    ) -> Result<Vec<types::Row>, String> {
         let rows = self.timed(|w| w.claim_due(now, limit, lease_ms))?;
         Ok(rows.into_iter().map(row_to_wit).collect())
     }
@@ -63,7 +68,11 @@ impl<W: World> links::Host for GuestState<W> {
             .collect()
     }
 
-    fn send_batch(&mut self, dispatches: Vec<types::Dispatch>, ack_timeout_ms: u32) -> Vec<types::SendResult> {
+    fn send_batch(
+        &mut self,
+        dispatches: Vec<types::Dispatch>,
+        ack_timeout_ms: u32,
+    ) -> Vec<types::SendResult> {
         let dispatches = dispatches.into_iter().map(dispatch_from_wit).collect();
         let results = self.timed(|w| w.send_batch(dispatches, ack_timeout_ms));
         results
@@ -135,13 +144,19 @@ fn dispatch_from_wit(d: types::Dispatch) -> policy::Dispatch {
 
 fn outcome_from_wit(o: types::Outcome) -> policy::Outcome {
     let verdict = match o.verdict {
-        types::Verdict::Done(d) => {
-            policy::Verdict::Done { broker_message_id: d.broker_message_id, delivered_at: d.delivered_at }
-        }
+        types::Verdict::Done(d) => policy::Verdict::Done {
+            broker_message_id: d.broker_message_id,
+            delivered_at: d.delivered_at,
+        },
         types::Verdict::Dead(reason) => policy::Verdict::Dead { reason },
-        types::Verdict::Retry(r) => {
-            policy::Verdict::Retry { next_attempt_at: r.next_attempt_at, last_error: r.last_error }
-        }
+        types::Verdict::Retry(r) => policy::Verdict::Retry {
+            next_attempt_at: r.next_attempt_at,
+            last_error: r.last_error,
+        },
     };
-    policy::Outcome { rowid: o.rowid, attempts: o.attempts, verdict }
+    policy::Outcome {
+        rowid: o.rowid,
+        attempts: o.attempts,
+        verdict,
+    }
 }

@@ -34,9 +34,14 @@ pub fn store_limits() -> StoreLimits {
 /// in this tick exceeds the budget. (Takes the context by value: that is
 /// the shape wasmtime's callback has.)
 #[allow(clippy::needless_pass_by_value)]
-pub fn guest_time_check<W>(ctx: StoreContextMut<'_, GuestState<W>>) -> wasmtime::Result<UpdateDeadline> {
+pub fn guest_time_check<W>(
+    ctx: StoreContextMut<'_, GuestState<W>>,
+) -> wasmtime::Result<UpdateDeadline> {
     let state = ctx.data();
-    let guest_time = state.tick_started.elapsed().saturating_sub(state.import_time);
+    let guest_time = state
+        .tick_started
+        .elapsed()
+        .saturating_sub(state.import_time);
     if guest_time > TICK_GUEST_TIME_MAX {
         Ok(UpdateDeadline::Interrupt)
     } else {

@@ -26,21 +26,31 @@ use wasmtime::component::{Component, HasSelf, Linker};
 use wasmtime::{Config, Engine, Store, StoreLimits};
 
 /// The default policy, built from `guest/` by `build.rs`.
-pub const DEFAULT_POLICY_WASM: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/default_policy.wasm"));
+pub const DEFAULT_POLICY_WASM: &[u8] =
+    include_bytes!(concat!(env!("OUT_DIR"), "/default_policy.wasm"));
 
 /// Why a policy could not be loaded.
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
-    #[error("policy {source_name} is a core WebAssembly module, not a component: build it for wasm32-wasip2 (its linker makes a component)")]
+    #[error(
+        "policy {source_name} is a core WebAssembly module, not a component: build it for wasm32-wasip2 (its linker makes a component)"
+    )]
     CoreModule { source_name: String },
-    #[error("policy {source_name} is not a WebAssembly component ({cause}): give a .wasm component built against wit/drain.wit")]
+    #[error(
+        "policy {source_name} is not a WebAssembly component ({cause}): give a .wasm component built against wit/drain.wit"
+    )]
     NotComponent { source_name: String, cause: String },
-    #[error("policy {source_name} does not fit the contract sluice:drain@0.1.0 ({cause}): build it against this host's wit/drain.wit")]
+    #[error(
+        "policy {source_name} does not fit the contract sluice:drain@0.1.0 ({cause}): build it against this host's wit/drain.wit"
+    )]
     Contract { source_name: String, cause: String },
     #[error("policy {source_name} failed while starting ({cause})")]
     Start { source_name: String, cause: String },
     #[error("policy {source_name} refused its settings: {message}")]
-    Settings { source_name: String, message: String },
+    Settings {
+        source_name: String,
+        message: String,
+    },
 }
 
 /// Why a tick produced no report.
@@ -77,21 +87,38 @@ pub struct PolicyEngine {
 impl PolicyEngine {
     /// Compiles `bytes` and checks it against the contract by instantiating
     /// it and calling `info()` and `configure(settings)`.
-    pub fn load(source: &str, bytes: &[u8], settings: Vec<(String, String)>) -> Result<PolicyEngine, LoadError> {
+    pub fn load(
+        source: &str,
+        bytes: &[u8],
+        settings: Vec<(String, String)>,
+    ) -> Result<PolicyEngine, LoadError> {
         let name = source.to_string();
-        let engine = new_engine().map_err(|e| LoadError::Start { source_name: name.clone(), cause: e.to_string() })?;
+        let engine = new_engine().map_err(|e| LoadError::Start {
+            source_name: name.clone(),
+            cause: e.to_string(),
+        })?;
         let component = Component::from_binary(&engine, bytes).map_err(|e| {
             if bytes.len() >= 8 && bytes[..4] == *b"\0asm" && bytes[4..8] == [1, 0, 0, 0] {
-                LoadError::CoreModule { source_name: name.clone() }
+                LoadError::CoreModule {
+                    source_name: name.clone(),
+                }
             } else {
-                LoadError::NotComponent { source_name: name.clone(), cause: root_cause(&e) }
+                LoadError::NotComponent {
+                    source_name: name.clone(),
+                    cause: root_cause(&e),
+                }
             }
         })?;
         let ticker = Arc::new(EpochTicker::start(&engine));
         let mut loaded = PolicyEngine {
             engine,
             component,
-            meta: PolicyMeta { source: name, name: String::new(), version: String::new(), sha256: hex::encode(Sha256::digest(bytes)) },
+            meta: PolicyMeta {
+                source: name,
+                name: String::new(),
+                version: String::new(),
+                sha256: hex::encode(Sha256::digest(bytes)),
+            },
             settings: Arc::new(settings),
             ticker,
         };
@@ -116,13 +143,21 @@ impl PolicyEngine {
     }
 
     /// A runner of this policy over `world`: instantiated and configured.
-    pub fn runner<W: World + Send + 'static>(&self, world: W) -> Result<PolicyRunner<W>, LoadError> {
-        let contract = |e: wasmtime::Error| LoadError::Contract { source_name: self.meta.source.clone(), cause: root_cause(&e) };
+    pub fn runner<W: World + Send + 'static>(
+        &self,
+        world: W,
+    ) -> Result<PolicyRunner<W>, LoadError> {
+        let contract = |e: wasmtime::Error| LoadError::Contract {
+            source_name: self.meta.source.clone(),
+            cause: root_cause(&e),
+        };
         let mut linker: Linker<GuestState<W>> = Linker::new(&self.engine);
         DrainPolicy::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s).map_err(contract)?;
         // Anything else the component imports (WASI included) traps if called:
         // the policy sees the world only through our imports.
-        linker.define_unknown_imports_as_traps(&self.component).map_err(contract)?;
+        linker
+            .define_unknown_imports_as_traps(&self.component)
+            .map_err(contract)?;
         let pre = linker.instantiate_pre(&self.component).map_err(contract)?;
         let pre = DrainPolicyPre::new(pre).map_err(contract)?;
         let mut runner = PolicyRunner {
@@ -130,7 +165,10 @@ impl PolicyEngine {
             engine: self.engine.clone(),
             settings: self.settings.clone(),
             source: self.meta.source.clone(),
-            info: PolicyInfo { name: String::new(), version: String::new() },
+            info: PolicyInfo {
+                name: String::new(),
+                version: String::new(),
+            },
             slot: None,
             spare: Some(world),
             _ticker: self.ticker.clone(),
@@ -184,7 +222,8 @@ impl<W: World + Send + 'static> PolicyRunner<W> {
     /// makes a fresh one; the world survives.
     pub fn tick(&mut self, now: i64) -> Result<sluice_policy::TickReport, TickError> {
         if self.slot.is_none() {
-            self.instantiate().map_err(|e| TickError::Trap(e.to_string()))?;
+            self.instantiate()
+                .map_err(|e| TickError::Trap(e.to_string()))?;
         }
         let Some((store, instance)) = self.slot.as_mut() else {
             return Err(TickError::Trap("no instance".into()));
@@ -238,14 +277,21 @@ impl<W: World + Send + 'static> PolicyRunner<W> {
             (None, Some(world)) => world,
             (None, None) => unreachable!("policy runner lost its world"),
         };
-        let state = GuestState { world, limits: limits::store_limits(), tick_started: Instant::now(), import_time: Duration::ZERO };
+        let state = GuestState {
+            world,
+            limits: limits::store_limits(),
+            tick_started: Instant::now(),
+            import_time: Duration::ZERO,
+        };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limits);
         store.epoch_deadline_callback(limits::guest_time_check);
         store.set_epoch_deadline(1);
         let started = self.pre.instantiate(&mut store).and_then(|instance| {
             let info = instance.sluice_drain_policy().call_info(&mut store)?;
-            let configured = instance.sluice_drain_policy().call_configure(&mut store, &self.settings)?;
+            let configured = instance
+                .sluice_drain_policy()
+                .call_configure(&mut store, &self.settings)?;
             Ok((instance, info, configured))
         });
         match started {
@@ -256,11 +302,17 @@ impl<W: World + Send + 'static> PolicyRunner<W> {
             }
             Ok((_, _, Err(message))) => {
                 self.spare = Some(store.into_data().world);
-                Err(LoadError::Settings { source_name: self.source.clone(), message })
+                Err(LoadError::Settings {
+                    source_name: self.source.clone(),
+                    message,
+                })
             }
             Err(e) => {
                 self.spare = Some(store.into_data().world);
-                Err(LoadError::Start { source_name: self.source.clone(), cause: describe_trap(&e) })
+                Err(LoadError::Start {
+                    source_name: self.source.clone(),
+                    cause: describe_trap(&e),
+                })
             }
         }
     }
@@ -270,14 +322,20 @@ impl<W: World + Send + 'static> PolicyRunner<W> {
 /// with the innermost message.
 fn describe_trap(error: &wasmtime::Error) -> String {
     match error.downcast_ref::<wasmtime::Trap>() {
-        Some(wasmtime::Trap::Interrupt) => format!("guest ran past its time budget of {TICK_GUEST_TIME_MAX:?} in one tick"),
+        Some(wasmtime::Trap::Interrupt) => {
+            format!("guest ran past its time budget of {TICK_GUEST_TIME_MAX:?} in one tick")
+        }
         Some(trap) => format!("{trap}: {}", root_cause(error)),
         None => root_cause(error),
     }
 }
 
 fn root_cause(error: &wasmtime::Error) -> String {
-    error.chain().map(ToString::to_string).collect::<Vec<_>>().join(": ")
+    error
+        .chain()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(": ")
 }
 
 /// A world for validation: `info` and `configure` must not call imports.
@@ -305,8 +363,15 @@ impl World for ProbeWorld {
     fn session_states(&mut self, pubkeys: Vec<String>) -> Vec<sluice_policy::SessionState> {
         vec![sluice_policy::SessionState::Absent; pubkeys.len()]
     }
-    fn send_batch(&mut self, dispatches: Vec<sluice_policy::Dispatch>, _: u32) -> Vec<sluice_policy::SendResult> {
-        vec![sluice_policy::SendResult::Failed("not available while loading".into()); dispatches.len()]
+    fn send_batch(
+        &mut self,
+        dispatches: Vec<sluice_policy::Dispatch>,
+        _: u32,
+    ) -> Vec<sluice_policy::SendResult> {
+        vec![
+            sluice_policy::SendResult::Failed("not available while loading".into());
+            dispatches.len()
+        ]
     }
     fn now(&mut self) -> i64 {
         0

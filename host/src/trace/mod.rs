@@ -52,7 +52,13 @@ pub struct PolicyId {
 
 impl Header {
     pub fn new(policy: PolicyId, settings: Vec<(String, String)>) -> Header {
-        Header { format: TRACE_FORMAT.into(), version: TRACE_FORMAT_VERSION, wit: WIT_PACKAGE.into(), policy, settings }
+        Header {
+            format: TRACE_FORMAT.into(),
+            version: TRACE_FORMAT_VERSION,
+            wit: WIT_PACKAGE.into(),
+            policy,
+            settings,
+        }
     }
 }
 

@@ -15,7 +15,11 @@ pub struct Recorder<W> {
 
 impl<W> Recorder<W> {
     pub fn new(inner: W, writer: Option<TraceWriter>) -> Recorder<W> {
-        Recorder { inner, writer, ticks: 0 }
+        Recorder {
+            inner,
+            writer,
+            ticks: 0,
+        }
     }
 
     pub fn is_recording(&self) -> bool {
@@ -49,15 +53,28 @@ impl<W> Recorder<W> {
     fn record<R: Serialize>(&mut self, call: &str, args: impl FnOnce() -> Value, result: &R) {
         if let Some(writer) = self.writer.as_mut() {
             let result = serde_json::to_value(result).unwrap_or(Value::Null);
-            writer.event(&Event::Call(Call { call: call.into(), args: args(), result }));
+            writer.event(&Event::Call(Call {
+                call: call.into(),
+                args: args(),
+                result,
+            }));
         }
     }
 }
 
 impl<W: World> World for Recorder<W> {
-    fn claim_due(&mut self, now: TimestampMs, limit: u32, lease_ms: i64) -> Result<Vec<Row>, String> {
+    fn claim_due(
+        &mut self,
+        now: TimestampMs,
+        limit: u32,
+        lease_ms: i64,
+    ) -> Result<Vec<Row>, String> {
         let result = self.inner.claim_due(now, limit, lease_ms);
-        self.record(calls::CLAIM_DUE, || calls::claim_due(now, limit, lease_ms), &result);
+        self.record(
+            calls::CLAIM_DUE,
+            || calls::claim_due(now, limit, lease_ms),
+            &result,
+        );
         result
     }
 
@@ -93,14 +110,24 @@ impl<W: World> World for Recorder<W> {
     }
 
     fn session_states(&mut self, pubkeys: Vec<String>) -> Vec<SessionState> {
-        let args = self.writer.as_ref().map(|_| calls::session_states(&pubkeys));
+        let args = self
+            .writer
+            .as_ref()
+            .map(|_| calls::session_states(&pubkeys));
         let result = self.inner.session_states(pubkeys);
-        self.record(calls::SESSION_STATES, || args.unwrap_or(Value::Null), &result);
+        self.record(
+            calls::SESSION_STATES,
+            || args.unwrap_or(Value::Null),
+            &result,
+        );
         result
     }
 
     fn send_batch(&mut self, dispatches: Vec<Dispatch>, ack_timeout_ms: u32) -> Vec<SendResult> {
-        let args = self.writer.as_ref().map(|_| calls::send_batch(&dispatches, ack_timeout_ms));
+        let args = self
+            .writer
+            .as_ref()
+            .map(|_| calls::send_batch(&dispatches, ack_timeout_ms));
         let result = self.inner.send_batch(dispatches, ack_timeout_ms);
         self.record(calls::SEND_BATCH, || args.unwrap_or(Value::Null), &result);
         result
@@ -114,7 +141,11 @@ impl<W: World> World for Recorder<W> {
 
     fn random_bytes(&mut self, len: u32) -> Vec<u8> {
         let result = self.inner.random_bytes(len);
-        self.record(calls::RANDOM_BYTES, || calls::random_bytes(len), &calls::bytes_text(&result));
+        self.record(
+            calls::RANDOM_BYTES,
+            || calls::random_bytes(len),
+            &calls::bytes_text(&result),
+        );
         result
     }
 

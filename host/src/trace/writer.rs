@@ -20,7 +20,10 @@ impl TraceWriter {
     }
 
     pub fn new(out: Box<dyn Write + Send>, header: &Header) -> std::io::Result<TraceWriter> {
-        let mut writer = TraceWriter { out: BufWriter::new(out), failed: None };
+        let mut writer = TraceWriter {
+            out: BufWriter::new(out),
+            failed: None,
+        };
         let line = serde_json::to_string(header).map_err(std::io::Error::other)?;
         writeln!(writer.out, "{line}")?;
         Ok(writer)

@@ -1,0 +1,190 @@
+//! Which policy the simulator drives, how one tick of it is called, and where
+//! the trace of the run goes.
+//!
+//! Owns: [`SimPolicy`] (the real component, or the policy crate linked
+//! natively for fast property runs), the recorded tick (`tick(now)` marked
+//! in the trace exactly as `drain` marks it, so `sluice replay` reads a
+//! simulated run like a real one), and [`TraceSink`]. Not here: the world the
+//! policy sees (`world`), what happens between ticks (`Sim`).
+
+use super::world::SimWorld;
+use crate::engine::{LoadError, PolicyEngine, PolicyRunner, TickError};
+use crate::trace::{Header, PolicyId, Recorder, TickResult, TraceWriter};
+use sluice_policy::{Settings, TickReport};
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+/// The policy a simulation runs.
+#[derive(Clone, Copy)]
+pub enum SimPolicy<'a> {
+    /// A loaded component, configured with its settings when it was loaded:
+    /// the real compiled guest, as `sluice run` runs it. Load it once and
+    /// share it between runs; each run makes its own instance.
+    Component(&'a PolicyEngine),
+    /// The default policy crate linked natively, with these settings.
+    Native(&'a [(String, String)]),
+}
+
+impl SimPolicy<'_> {
+    /// The settings the policy was configured with.
+    pub fn settings(&self) -> &[(String, String)] {
+        match self {
+            SimPolicy::Component(engine) => engine.settings(),
+            SimPolicy::Native(settings) => settings,
+        }
+    }
+
+    /// Who makes the decisions, for the trace header.
+    pub fn policy_id(&self) -> PolicyId {
+        match self {
+            SimPolicy::Component(engine) => {
+                let meta = engine.meta();
+                PolicyId {
+                    name: meta.name.clone(),
+                    version: meta.version.clone(),
+                    sha256: meta.sha256.clone(),
+                }
+            }
+            SimPolicy::Native(_) => PolicyId {
+                name: sluice_policy::POLICY_NAME.into(),
+                version: sluice_policy::POLICY_VERSION.into(),
+                sha256: "-".into(),
+            },
+        }
+    }
+}
+
+/// Where a run's trace goes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TraceSink {
+    /// Not recorded (fastest; a failing seed can be rerun with a sink).
+    Off,
+    /// Kept in memory, up to [`TRACE_MEMORY_BYTES_MAX`]; `Sim::finish_trace` returns it.
+    Memory,
+    /// Written to this file as the run goes.
+    File(PathBuf),
+}
+
+/// The most bytes of trace kept in memory: bounds what a long run can hold.
+/// Past it the recording stops (the writer reports the error) and the trace
+/// ends early; record to a file for longer runs.
+pub const TRACE_MEMORY_BYTES_MAX: usize = 1 << 30;
+
+/// A trace kept in memory, shared with the writer that fills it.
+#[derive(Clone, Debug, Default)]
+pub struct TraceBuffer(Arc<Mutex<Vec<u8>>>);
+
+impl TraceBuffer {
+    /// The bytes written so far, leaving the buffer empty.
+    pub fn take(&self) -> Vec<u8> {
+        self.0
+            .lock()
+            .map(|mut bytes| std::mem::take(&mut *bytes))
+            .unwrap_or_default()
+    }
+}
+
+impl Write for TraceBuffer {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        let mut bytes = self
+            .0
+            .lock()
+            .map_err(|_| std::io::Error::other("trace buffer poisoned"))?;
+        if bytes.len().saturating_add(data.len()) > TRACE_MEMORY_BYTES_MAX {
+            return Err(std::io::Error::other(format!(
+                "trace exceeds {TRACE_MEMORY_BYTES_MAX} bytes in memory"
+            )));
+        }
+        bytes.extend_from_slice(data);
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Opens the sink: a writer with the header written, and the buffer for `Memory`.
+pub fn open_trace(
+    sink: &TraceSink,
+    header: &Header,
+) -> std::io::Result<(Option<TraceWriter>, Option<TraceBuffer>)> {
+    match sink {
+        TraceSink::Off => Ok((None, None)),
+        TraceSink::Memory => {
+            let buffer = TraceBuffer::default();
+            Ok((
+                Some(TraceWriter::new(Box::new(buffer.clone()), header)?),
+                Some(buffer),
+            ))
+        }
+        TraceSink::File(path) => Ok((Some(TraceWriter::create(path, header)?), None)),
+    }
+}
+
+/// The world as the policy sees it: simulated, recorded when asked.
+pub type RecordedWorld = Recorder<SimWorld>;
+
+/// A policy bound to its simulated world.
+pub enum SimRunner {
+    Component(Box<PolicyRunner<RecordedWorld>>),
+    Native {
+        world: Box<RecordedWorld>,
+        settings: Settings,
+    },
+}
+
+impl SimRunner {
+    pub fn new(
+        policy: &SimPolicy<'_>,
+        world: RecordedWorld,
+        settings: Settings,
+    ) -> Result<SimRunner, LoadError> {
+        Ok(match policy {
+            SimPolicy::Component(engine) => SimRunner::Component(Box::new(engine.runner(world)?)),
+            SimPolicy::Native(_) => SimRunner::Native {
+                world: Box::new(world),
+                settings,
+            },
+        })
+    }
+
+    /// One export call `tick(now)`, marked in the trace.
+    pub fn tick(&mut self, now: i64) -> Result<TickReport, TickError> {
+        self.recorder().begin_tick(now);
+        let result = match self {
+            SimRunner::Component(runner) => runner.tick(now).map(|r| TickReport {
+                claimed: r.claimed,
+                done: r.done,
+                dead: r.dead,
+                retried: r.retried,
+                reclaimed: r.reclaimed,
+                expired: r.expired,
+                more_due: r.more_due,
+                next_due_at: r.next_due_at,
+            }),
+            SimRunner::Native { world, settings } => {
+                sluice_policy::tick(world.as_mut(), settings, now).map_err(TickError::Policy)
+            }
+        };
+        let recorded = match &result {
+            Ok(report) => TickResult::Report(report.clone()),
+            Err(TickError::Policy(e)) => TickResult::Error(e.clone()),
+            Err(TickError::Trap(e)) => TickResult::Trap(e.clone()),
+        };
+        self.recorder().end_tick(recorded);
+        result
+    }
+
+    pub fn recorder(&mut self) -> &mut RecordedWorld {
+        match self {
+            SimRunner::Component(runner) => runner.world_mut(),
+            SimRunner::Native { world, .. } => world,
+        }
+    }
+
+    pub fn world(&mut self) -> &mut SimWorld {
+        &mut self.recorder().inner
+    }
+}

@@ -1,0 +1,229 @@
+//! [`SimWorld`]: everything a policy observes, simulated — the in-memory
+//! outbox, the simulated broker, a virtual clock, seeded randomness and a log
+//! sink — behind the same `World` trait the real host implements.
+//!
+//! Owns: the virtual clock (moved between ticks by the caller, during a tick
+//! only by sends taking their time), the "drainer dies mid-tick" fault (a
+//! settle that never lands), and the journal of what the current tick did,
+//! which `invariants` reads. Not here: the store's and broker's semantics
+//! (`store`, `broker`), when ticks happen (`Sim`).
+
+use super::broker::SimBroker;
+use super::profile::{FaultCounts, Profile};
+use super::rng::SimRng;
+use super::store::SimStore;
+use crate::world::RANDOM_BYTES_MAX;
+use sluice_policy::{Dispatch, Level, Outcome, Row, SendResult, SessionState, TimestampMs, World};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// Distinct log event names counted; more would let a confused policy grow
+/// the map without bound. Further names are counted under `OTHER_EVENTS`.
+const LOG_EVENTS_MAX: usize = 64;
+const OTHER_EVENTS: &str = "(other events)";
+
+/// What every store call answers once the simulated drainer has died.
+pub const CRASH_ERROR: &str =
+    "simulated crash: the drainer died before its settle reached the outbox";
+
+/// One `settle` call of the tick.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SettleRecord {
+    pub outcomes: Vec<Outcome>,
+    /// Per outcome: whether its claim still held and it was applied.
+    pub applied: Vec<bool>,
+    /// The virtual time of the call.
+    pub at_ms: TimestampMs,
+}
+
+/// What the current tick did to the world, for the invariant checks.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TickJournal {
+    /// (rowid, attempts) of every row claimed, in claim order.
+    pub claims: Vec<(i64, u32)>,
+    /// Every dispatch with the broker's answer.
+    pub sends: Vec<(Dispatch, SendResult)>,
+    pub settles: Vec<SettleRecord>,
+    /// What `reclaim` and `expire` returned, summed over the tick.
+    pub reclaimed: u32,
+    pub expired: u32,
+    /// The drainer died in this tick: its settle was lost.
+    pub crashed: bool,
+    /// Every row the tick changed.
+    pub touched: BTreeSet<i64>,
+}
+
+/// The simulated host.
+pub struct SimWorld {
+    pub store: SimStore,
+    pub broker: SimBroker,
+    profile: Profile,
+    clock_ms: TimestampMs,
+    /// Crashes and clock jumps.
+    faults_rng: SimRng,
+    /// The policy's `random-bytes`.
+    random: SimRng,
+    journal: TickJournal,
+    faults: FaultCounts,
+    logs: BTreeMap<String, u64>,
+    dispatches: u64,
+}
+
+impl SimWorld {
+    pub fn new(
+        store: SimStore,
+        broker: SimBroker,
+        profile: Profile,
+        clock_ms: TimestampMs,
+        rng: &mut SimRng,
+    ) -> SimWorld {
+        SimWorld {
+            store,
+            broker,
+            profile,
+            clock_ms,
+            faults_rng: rng.fork(1),
+            random: rng.fork(2),
+            journal: TickJournal::default(),
+            faults: FaultCounts::new(),
+            logs: BTreeMap::new(),
+            dispatches: 0,
+        }
+    }
+
+    pub fn clock_ms(&self) -> TimestampMs {
+        self.clock_ms
+    }
+
+    /// Time passes between ticks: `wait_ms`, plus a jump when the profile
+    /// draws one; then links flip.
+    pub fn advance(&mut self, wait_ms: i64) {
+        self.clock_ms = self.clock_ms.saturating_add(wait_ms.max(0));
+        if self.faults_rng.chance(self.profile.clock_jump_ppm) {
+            self.clock_ms = self.clock_ms.saturating_add(
+                self.faults_rng
+                    .between(1, self.profile.clock_jump_max_ms.max(1)),
+            );
+            *self.faults.entry("clock_jump").or_default() += 1;
+        }
+        self.broker.links.flip(&mut self.faults);
+    }
+
+    /// Starts a fresh journal for the next tick and hands back the last one.
+    pub fn take_journal(&mut self) -> TickJournal {
+        let mut journal = std::mem::take(&mut self.journal);
+        journal.touched = self.store.take_touched();
+        journal
+    }
+
+    pub fn faults(&self) -> &FaultCounts {
+        &self.faults
+    }
+
+    /// Log lines per event name.
+    pub fn logs(&self) -> &BTreeMap<String, u64> {
+        &self.logs
+    }
+
+    /// Dispatches the policy handed to `send-batch` so far.
+    pub fn dispatches(&self) -> u64 {
+        self.dispatches
+    }
+
+    fn alive(&self) -> Result<(), String> {
+        if self.journal.crashed {
+            Err(CRASH_ERROR.to_string())
+        } else {
+            Ok(())
+        }
+    }
+}
+
+impl World for SimWorld {
+    fn claim_due(
+        &mut self,
+        now: TimestampMs,
+        limit: u32,
+        lease_ms: i64,
+    ) -> Result<Vec<Row>, String> {
+        self.alive()?;
+        let rows = self.store.claim_due(now, limit, lease_ms)?;
+        self.journal
+            .claims
+            .extend(rows.iter().map(|r| (r.rowid, r.attempts)));
+        Ok(rows)
+    }
+
+    fn settle(&mut self, outcomes: Vec<Outcome>) -> Result<u32, String> {
+        self.alive()?;
+        if !outcomes.is_empty() && self.faults_rng.chance(self.profile.crash_ppm) {
+            // The process died after sending: nothing of this settle lands.
+            self.journal.crashed = true;
+            *self.faults.entry("drainer_crash").or_default() += 1;
+            return Err(CRASH_ERROR.to_string());
+        }
+        let applied = self.store.settle(&outcomes);
+        let changed = applied.iter().filter(|a| **a).count();
+        self.journal.settles.push(SettleRecord {
+            outcomes,
+            applied,
+            at_ms: self.clock_ms,
+        });
+        Ok(u32::try_from(changed).unwrap_or(u32::MAX))
+    }
+
+    fn reclaim(&mut self, now: TimestampMs) -> Result<u32, String> {
+        self.alive()?;
+        let count = u32::try_from(self.store.reclaim(now).len()).unwrap_or(u32::MAX);
+        self.journal.reclaimed = self.journal.reclaimed.saturating_add(count);
+        Ok(count)
+    }
+
+    fn expire(&mut self, now: TimestampMs, cutoff: TimestampMs) -> Result<u32, String> {
+        self.alive()?;
+        let count = u32::try_from(self.store.expire(now, cutoff).len()).unwrap_or(u32::MAX);
+        self.journal.expired = self.journal.expired.saturating_add(count);
+        Ok(count)
+    }
+
+    fn next_due_at(&mut self) -> Result<Option<TimestampMs>, String> {
+        self.alive()?;
+        Ok(self.store.next_due_at())
+    }
+
+    fn meshes(&mut self) -> Vec<String> {
+        self.broker.links.meshes()
+    }
+
+    fn session_states(&mut self, pubkeys: Vec<String>) -> Vec<SessionState> {
+        self.broker.links.session_states(&pubkeys)
+    }
+
+    fn send_batch(&mut self, dispatches: Vec<Dispatch>, ack_timeout_ms: u32) -> Vec<SendResult> {
+        self.dispatches += dispatches.len() as u64;
+        let answer = self
+            .broker
+            .send_batch(&dispatches, ack_timeout_ms, &mut self.faults);
+        self.clock_ms = self.clock_ms.saturating_add(answer.elapsed_ms);
+        self.journal
+            .sends
+            .extend(dispatches.into_iter().zip(answer.results.iter().cloned()));
+        answer.results
+    }
+
+    fn now(&mut self) -> TimestampMs {
+        self.clock_ms
+    }
+
+    fn random_bytes(&mut self, len: u32) -> Vec<u8> {
+        self.random.bytes(len.min(RANDOM_BYTES_MAX) as usize)
+    }
+
+    fn log(&mut self, _level: Level, event: &str, _fields: Vec<(String, String)>) {
+        let key = if self.logs.len() < LOG_EVENTS_MAX || self.logs.contains_key(event) {
+            event
+        } else {
+            OTHER_EVENTS
+        };
+        *self.logs.entry(key.to_string()).or_default() += 1;
+    }
+}
