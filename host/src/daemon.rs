@@ -125,6 +125,9 @@ impl Daemon {
             };
             drains.push(Drain::new(runner, options, signals.subscribe()));
         }
+        for (i, drain) in drains.iter_mut().enumerate() {
+            drain.set_siblings(signals.siblings_of(i));
+        }
         let wake = match WakeListener::bind(&config.outbox, signals.clone()) {
             Ok(listener) => Some(listener),
             Err(e) => {

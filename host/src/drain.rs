@@ -36,6 +36,18 @@ impl Signals {
         receiver
     }
 
+    /// Every loop but the `index`-th: whom a loop wakes after doing work.
+    pub fn siblings_of(&self, index: usize) -> Signals {
+        let senders = self
+            .senders
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| *i != index)
+            .map(|(_, s)| s.clone())
+            .collect();
+        Signals { senders }
+    }
+
     pub fn send(&self, signal: Signal) {
         for sender in &self.senders {
             // A loop that already returned has dropped its receiver: fine.
@@ -151,6 +163,10 @@ pub struct Drain {
     signals: Receiver<Signal>,
     totals: Totals,
     observer: Option<TickObserver>,
+    /// The other loops of this process, woken after a tick that did work: a
+    /// sibling asleep for the poll interval would otherwise miss retries this
+    /// tick made due, or the moment the outbox drains.
+    siblings: Signals,
 }
 
 impl Drain {
@@ -161,7 +177,12 @@ impl Drain {
             signals,
             totals: Totals::default(),
             observer: None,
+            siblings: Signals::default(),
         }
+    }
+
+    pub fn set_siblings(&mut self, siblings: Signals) {
+        self.siblings = siblings;
     }
 
     pub fn observe(&mut self, observer: TickObserver) {
@@ -201,7 +222,14 @@ impl Drain {
             if self.stop_requested() {
                 break;
             }
-            let wait = match self.step() {
+            let step = self.step();
+            if step
+                .as_ref()
+                .is_ok_and(|r| r.claimed > 0 || r.reclaimed > 0 || r.expired > 0)
+            {
+                self.siblings.send(Signal::Wake);
+            }
+            let wait = match step {
                 Ok(report) if report.more_due => continue,
                 Ok(report) => self.sleep_for(report.next_due_at),
                 // Do not spin on a failing policy or a locked database.
