@@ -114,6 +114,11 @@ impl Setup {
         wait_output(child, Duration::from_secs(60))
     }
 
+    /// Runs `sluice run` with `extra` flags to completion (bounded).
+    pub fn spawn_with(&self, extra: &[&str]) -> Output {
+        wait_output(self.spawn(extra), Duration::from_secs(60))
+    }
+
     pub fn spawn(&self, extra: &[&str]) -> Child {
         Command::new(sluice_bin())
             .arg("run")
