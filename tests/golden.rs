@@ -353,15 +353,7 @@ fn record(s: &Scenario, path: &std::path::Path) {
             .unwrap();
     }
     let engine = PolicyEngine::load_default(settings_of(s)).unwrap();
-    let meta = engine.meta();
-    let header = Header::new(
-        PolicyId {
-            name: meta.name.clone(),
-            version: meta.version.clone(),
-            sha256: meta.sha256.clone(),
-        },
-        settings_of(s),
-    );
+    let header = Header::new(PolicyId::from(engine.meta()), settings_of(s));
     let world = Scripted {
         outbox,
         clock: T0,

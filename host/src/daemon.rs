@@ -112,9 +112,9 @@ impl Daemon {
                 writer,
             );
             let runner = match &engine {
-                Some(engine) => Runner::Component(engine.runner(world)?),
+                Some(engine) => Runner::Component(Box::new(engine.runner(world)?)),
                 None => Runner::Native {
-                    world,
+                    world: Box::new(world),
                     settings: Settings::from_pairs(&config.policy)
                         .map_err(|e| anyhow::anyhow!(e.0))?,
                 },
@@ -224,11 +224,7 @@ fn trace_writer(
     config: &Config,
 ) -> anyhow::Result<Option<TraceWriter>> {
     let Some(path) = record else { return Ok(None) };
-    let id = PolicyId {
-        name: meta.name.clone(),
-        version: meta.version.clone(),
-        sha256: meta.sha256.clone(),
-    };
+    let id = PolicyId::from(meta);
     let writer = TraceWriter::create(path, &Header::new(id, config.policy.clone()))
         .with_context(|| format!("creating trace file {}", path.display()))?;
     Ok(Some(writer))

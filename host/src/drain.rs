@@ -6,10 +6,9 @@
 //! Sluice) or a stop signal cuts the sleep short. A stop lets the current
 //! tick finish, so no row is left claimed.
 
-use crate::engine::{PolicyRunner, TickError};
-use crate::trace::{Recorder, TickResult};
+use crate::engine::TickError;
 use crate::world::{HostWorld, now_ms};
-use sluice_policy::{Settings, TickReport};
+use sluice_policy::TickReport;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::Duration;
 
@@ -56,49 +55,8 @@ impl Signals {
     }
 }
 
-/// The world the loop's policy sees: the host's, recorded when asked.
-pub type DrainWorld = Recorder<HostWorld>;
-
-/// The policy the loop drives.
-pub enum Runner {
-    /// The policy as a WebAssembly component (what `sluice run` uses).
-    Component(PolicyRunner<DrainWorld>),
-    /// The same policy crate linked natively: the benchmark's baseline.
-    Native {
-        world: DrainWorld,
-        settings: Settings,
-    },
-}
-
-impl Runner {
-    /// One export call `tick(now)`, marked in the trace when recording.
-    fn tick(&mut self, now: i64) -> Result<TickReport, TickError> {
-        self.recorder().begin_tick(now);
-        let result = self.call_tick(now);
-        self.recorder().end_tick(TickResult::of(&result));
-        result
-    }
-
-    fn call_tick(&mut self, now: i64) -> Result<TickReport, TickError> {
-        match self {
-            Runner::Component(runner) => runner.tick(now),
-            Runner::Native { world, settings } => {
-                sluice_policy::tick(world, settings, now).map_err(TickError::Policy)
-            }
-        }
-    }
-
-    pub fn recorder(&mut self) -> &mut DrainWorld {
-        match self {
-            Runner::Component(runner) => runner.world_mut(),
-            Runner::Native { world, .. } => world,
-        }
-    }
-
-    pub fn world_mut(&mut self) -> &mut HostWorld {
-        &mut self.recorder().inner
-    }
-}
+/// The policy the loop drives, over the host's world.
+pub type Runner = crate::runner::Runner<HostWorld>;
 
 #[derive(Clone, Debug)]
 pub struct DrainOptions {
@@ -270,7 +228,7 @@ impl Drain {
     }
 
     fn drained(&mut self) -> bool {
-        match self.runner.world_mut().outbox.open_work() {
+        match self.runner.world().outbox.open_work() {
             Ok(open) => open == 0,
             Err(e) => {
                 tracing::warn!(target: "sluice", "could not count open rows: {e}");

@@ -7,6 +7,7 @@
 //! - `sluice_links` (crate `links/`): broker WebSockets, the wire protocol, the test broker.
 //! - [`world`]: the host side of every import, over the store and the links.
 //! - [`engine`]: wasmtime — compiling, validating and running a policy component under limits.
+//! - [`runner`]: one tick of a policy, component or native, recorded when asked.
 //! - [`drain`]: the tick/wake loop (`step` and `run`).
 //! - [`trace`]: recording every call of a policy, and reading it back.
 //! - [`replay`]: replaying a trace against a policy, stopping at the first difference.
@@ -27,6 +28,7 @@ pub mod demo;
 pub mod drain;
 pub mod engine;
 pub mod replay;
+pub mod runner;
 pub mod sim;
 pub mod trace;
 pub mod wake;

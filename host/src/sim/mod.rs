@@ -124,7 +124,7 @@ impl Sim {
         );
         let header = Header::new(policy.policy_id(), policy.settings().to_vec());
         let (writer, trace) = runner::open_trace(sink, &header)?;
-        let runner = SimRunner::new(policy, Recorder::new(world, writer), settings)?;
+        let runner = runner::bind(policy, Recorder::new(world, writer), settings)?;
         Ok(Sim {
             config,
             runner,

@@ -8,9 +8,10 @@
 //! policy sees (`world`), what happens between ticks (`Sim`).
 
 use super::world::SimWorld;
-use crate::engine::{LoadError, PolicyEngine, PolicyRunner, TickError};
-use crate::trace::{Header, PolicyId, Recorder, TickResult, TraceWriter};
-use sluice_policy::{Settings, TickReport};
+use crate::engine::{LoadError, PolicyEngine};
+use crate::runner::Runner;
+use crate::trace::{Header, PolicyId, Recorder, TraceWriter};
+use sluice_policy::Settings;
 use std::io::Write;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -38,14 +39,7 @@ impl SimPolicy<'_> {
     /// Who makes the decisions, for the trace header.
     pub fn policy_id(&self) -> PolicyId {
         match self {
-            SimPolicy::Component(engine) => {
-                let meta = engine.meta();
-                PolicyId {
-                    name: meta.name.clone(),
-                    version: meta.version.clone(),
-                    sha256: meta.sha256.clone(),
-                }
-            }
+            SimPolicy::Component(engine) => PolicyId::from(engine.meta()),
             SimPolicy::Native(_) => PolicyId {
                 name: sluice_policy::POLICY_NAME.into(),
                 version: sluice_policy::POLICY_VERSION.into(),
@@ -127,64 +121,20 @@ pub fn open_trace(
 pub type RecordedWorld = Recorder<SimWorld>;
 
 /// A policy bound to its simulated world.
-pub enum SimRunner {
-    Component(Box<PolicyRunner<RecordedWorld>>),
-    Native {
-        world: Box<RecordedWorld>,
-        settings: Settings,
-    },
-}
+pub type SimRunner = Runner<SimWorld>;
 
-impl SimRunner {
-    pub fn new(
-        policy: &SimPolicy<'_>,
-        world: RecordedWorld,
-        settings: Settings,
-    ) -> Result<SimRunner, LoadError> {
-        Ok(match policy {
-            SimPolicy::Component(engine) => SimRunner::Component(Box::new(engine.runner(world)?)),
-            SimPolicy::Native(_) => SimRunner::Native {
-                world: Box::new(world),
-                settings,
-            },
-        })
-    }
-
-    /// One export call `tick(now)`, marked in the trace.
-    pub fn tick(&mut self, now: i64) -> Result<TickReport, TickError> {
-        self.recorder().begin_tick(now);
-        let result = match self {
-            SimRunner::Component(runner) => runner.tick(now).map(|r| TickReport {
-                claimed: r.claimed,
-                done: r.done,
-                dead: r.dead,
-                retried: r.retried,
-                reclaimed: r.reclaimed,
-                expired: r.expired,
-                more_due: r.more_due,
-                next_due_at: r.next_due_at,
-            }),
-            SimRunner::Native { world, settings } => {
-                sluice_policy::tick(world.as_mut(), settings, now).map_err(TickError::Policy)
-            }
-        };
-        let recorded = match &result {
-            Ok(report) => TickResult::Report(report.clone()),
-            Err(TickError::Policy(e)) => TickResult::Error(e.clone()),
-            Err(TickError::Trap(e)) => TickResult::Trap(e.clone()),
-        };
-        self.recorder().end_tick(recorded);
-        result
-    }
-
-    pub fn recorder(&mut self) -> &mut RecordedWorld {
-        match self {
-            SimRunner::Component(runner) => runner.world_mut(),
-            SimRunner::Native { world, .. } => world,
-        }
-    }
-
-    pub fn world(&mut self) -> &mut SimWorld {
-        &mut self.recorder().inner
-    }
+/// Binds `policy` to `world`: a fresh instance of the component, or the
+/// native policy with `settings`.
+pub fn bind(
+    policy: &SimPolicy<'_>,
+    world: RecordedWorld,
+    settings: Settings,
+) -> Result<SimRunner, LoadError> {
+    Ok(match policy {
+        SimPolicy::Component(engine) => Runner::Component(Box::new(engine.runner(world)?)),
+        SimPolicy::Native(_) => Runner::Native {
+            world: Box::new(world),
+            settings,
+        },
+    })
 }

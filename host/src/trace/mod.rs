@@ -50,6 +50,16 @@ pub struct PolicyId {
     pub sha256: String,
 }
 
+impl From<&crate::engine::PolicyMeta> for PolicyId {
+    fn from(meta: &crate::engine::PolicyMeta) -> PolicyId {
+        PolicyId {
+            name: meta.name.clone(),
+            version: meta.version.clone(),
+            sha256: meta.sha256.clone(),
+        }
+    }
+}
+
 impl Header {
     pub fn new(policy: PolicyId, settings: Vec<(String, String)>) -> Header {
         Header {
