@@ -12,12 +12,14 @@
 mod bindings;
 mod imports;
 mod limits;
+mod probe;
 
 pub use bindings::PolicyInfo;
 pub use limits::{GUEST_MEMORY_BYTES_MAX, TICK_GUEST_TIME_MAX};
 
 use bindings::{DrainPolicy, DrainPolicyPre};
 use limits::EpochTicker;
+use probe::ProbeWorld;
 use sha2::{Digest, Sha256};
 use sluice_policy::World;
 use std::sync::Arc;
@@ -336,48 +338,4 @@ fn root_cause(error: &wasmtime::Error) -> String {
         .map(ToString::to_string)
         .collect::<Vec<_>>()
         .join(": ")
-}
-
-/// A world for validation: `info` and `configure` must not call imports.
-struct ProbeWorld;
-
-impl World for ProbeWorld {
-    fn claim_due(&mut self, _: i64, _: u32, _: i64) -> Result<Vec<sluice_policy::Row>, String> {
-        Err("not available while loading".into())
-    }
-    fn settle(&mut self, _: Vec<sluice_policy::Outcome>) -> Result<u32, String> {
-        Err("not available while loading".into())
-    }
-    fn reclaim(&mut self, _: i64) -> Result<u32, String> {
-        Err("not available while loading".into())
-    }
-    fn expire(&mut self, _: i64, _: i64) -> Result<u32, String> {
-        Err("not available while loading".into())
-    }
-    fn next_due_at(&mut self) -> Result<Option<i64>, String> {
-        Err("not available while loading".into())
-    }
-    fn meshes(&mut self) -> Vec<String> {
-        Vec::new()
-    }
-    fn session_states(&mut self, pubkeys: Vec<String>) -> Vec<sluice_policy::SessionState> {
-        vec![sluice_policy::SessionState::Absent; pubkeys.len()]
-    }
-    fn send_batch(
-        &mut self,
-        dispatches: Vec<sluice_policy::Dispatch>,
-        _: u32,
-    ) -> Vec<sluice_policy::SendResult> {
-        vec![
-            sluice_policy::SendResult::Failed("not available while loading".into());
-            dispatches.len()
-        ]
-    }
-    fn now(&mut self) -> i64 {
-        0
-    }
-    fn random_bytes(&mut self, len: u32) -> Vec<u8> {
-        vec![0; len.min(1024) as usize]
-    }
-    fn log(&mut self, _: sluice_policy::Level, _: &str, _: Vec<(String, String)>) {}
 }
