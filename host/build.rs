@@ -29,6 +29,7 @@ fn main() {
         println!("cargo:rerun-if-changed={}", root.join(path).display());
     }
     println!("cargo:rerun-if-env-changed=CARGO_TARGET_DIR");
+    println!("cargo:rerun-if-env-changed=CARGO_HOME");
 
     check_target_installed();
     let target_root =
@@ -62,6 +63,18 @@ fn build_guest(root: &Path, target_dir: &Path, extra: &[&str]) -> PathBuf {
         .arg(root.join("guest/Cargo.toml"))
         .arg("--target-dir")
         .arg(target_dir);
+    // Source paths end up in the component (panic locations): map them to
+    // fixed names so the policy's sha256 does not depend on where the
+    // repository or the cargo home happen to be.
+    let mut flags = format!("--remap-path-prefix={}=/sluice", root.display());
+    let cargo_home = env::var_os("CARGO_HOME")
+        .or_else(|| env::var_os("HOME").map(|h| Path::new(&h).join(".cargo").into_os_string()));
+    if let Some(home) = cargo_home {
+        flags.push_str(&format!(
+            "\x1f--remap-path-prefix={}=/cargo",
+            Path::new(&home).display()
+        ));
+    }
     for var in [
         "RUSTFLAGS",
         "CARGO_ENCODED_RUSTFLAGS",
@@ -75,6 +88,7 @@ fn build_guest(root: &Path, target_dir: &Path, extra: &[&str]) -> PathBuf {
     ] {
         command.env_remove(var);
     }
+    command.env("CARGO_ENCODED_RUSTFLAGS", flags);
     let output = command
         .output()
         .expect("could not start cargo to build the guest policy");
