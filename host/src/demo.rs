@@ -223,8 +223,7 @@ impl fmt::Display for DemoReport {
         )?;
         writeln!(
             f,
-            "speed    {:.0} rows/s over {:.2} s, {} ticks",
-            self.summary.rows_per_second(),
+            "time     {:.2} s, {} ticks: most of it the 1 s backoff before the rows rejected once go out again\n         (for throughput see the README's figures: `cargo bench -p sluice`)",
             self.summary.elapsed.as_secs_f64(),
             t.ticks
         )
