@@ -35,10 +35,15 @@ struct Vector {
 }
 
 fn load_vectors() -> Vectors {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../shared/vectors/hello-signatures.json");
-    let text = std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("cannot read the libsodium test vectors at {}: {e}; they live in the shared folder next to the repository", path.display()));
+    // Signatures made with libsodium's crypto_sign_detached, kept with the tests.
+    let path =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/vectors/hello-signatures.json");
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+        panic!(
+            "cannot read the libsodium test vectors at {}: {e}",
+            path.display()
+        )
+    });
     serde_json::from_str(&text)
         .unwrap_or_else(|e| panic!("test vectors {} are not valid: {e}", path.display()))
 }
