@@ -64,8 +64,9 @@ fn build_guest(root: &Path, target_dir: &Path, extra: &[&str]) -> PathBuf {
         .arg("--target-dir")
         .arg(target_dir);
     // Source paths end up in the component (panic locations): map them to
-    // fixed names so the policy's sha256 does not depend on where the
-    // repository or the cargo home happen to be.
+    // fixed names so no local path leaks into it. The policy's sha256 still
+    // depends on the checkout folder (cargo hashes package paths into symbol
+    // names), which is why the golden traces are compared without it.
     let mut flags = format!("--remap-path-prefix={}=/sluice", root.display());
     let cargo_home = env::var_os("CARGO_HOME")
         .or_else(|| env::var_os("HOME").map(|h| Path::new(&h).join(".cargo").into_os_string()));
