@@ -242,15 +242,7 @@ fn load_policy(
                 .with_context(|| format!("reading policy file {}", path.display()))?;
             PolicyEngine::load(&path.display().to_string(), &bytes, settings)?
         }
-        PolicyChoice::Native => {
-            let meta = PolicyMeta {
-                source: "linked natively".into(),
-                name: sluice_policy::POLICY_NAME.into(),
-                version: sluice_policy::POLICY_VERSION.into(),
-                sha256: "-".into(),
-            };
-            return Ok((meta, None));
-        }
+        PolicyChoice::Native => return Ok((PolicyMeta::native(), None)),
     };
     Ok((engine.meta().clone(), Some(engine)))
 }

@@ -77,6 +77,18 @@ pub struct PolicyMeta {
     pub sha256: String,
 }
 
+impl PolicyMeta {
+    /// The default policy crate linked natively: no component, so no hash.
+    pub fn native() -> PolicyMeta {
+        PolicyMeta {
+            source: "linked natively".into(),
+            name: sluice_policy::POLICY_NAME.into(),
+            version: sluice_policy::POLICY_VERSION.into(),
+            sha256: "-".into(),
+        }
+    }
+}
+
 /// A compiled, validated policy component.
 pub struct PolicyEngine {
     engine: Engine,

@@ -8,7 +8,7 @@
 //! policy sees (`world`), what happens between ticks (`Sim`).
 
 use super::world::SimWorld;
-use crate::engine::{LoadError, PolicyEngine};
+use crate::engine::{LoadError, PolicyEngine, PolicyMeta};
 use crate::runner::Runner;
 use crate::trace::{Header, PolicyId, Recorder, TraceWriter};
 use sluice_policy::Settings;
@@ -40,11 +40,7 @@ impl SimPolicy<'_> {
     pub fn policy_id(&self) -> PolicyId {
         match self {
             SimPolicy::Component(engine) => PolicyId::from(engine.meta()),
-            SimPolicy::Native(_) => PolicyId {
-                name: sluice_policy::POLICY_NAME.into(),
-                version: sluice_policy::POLICY_VERSION.into(),
-                sha256: "-".into(),
-            },
+            SimPolicy::Native(_) => PolicyId::from(&PolicyMeta::native()),
         }
     }
 }
