@@ -18,7 +18,8 @@ use sluice::replay::replay;
 use sluice::store::{NewRow, Outbox};
 use sluice::trace::{Header, PolicyId, Recorder, TickResult, Trace, TraceWriter};
 use sluice_policy::{
-    Dispatch, Level, Outcome, Route, Row, SendResult, SessionState, TimestampMs, World,
+    ClaimFilter, Dispatch, Level, MeshLink, Outcome, RATE_BUDGET_EMPTY, Route, Row, SendResult,
+    SessionState, TimestampMs, World,
 };
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -38,10 +39,47 @@ enum Answer {
     Fail(&'static str),
 }
 
+/// A member's send budget on the scripted broker: a token bucket on the
+/// virtual clock, as the host mirrors the real broker's.
+#[derive(Clone, Copy)]
+struct Bucket {
+    tokens: f64,
+    burst: f64,
+    per_minute: u32,
+    at: i64,
+}
+
+impl Bucket {
+    fn new(burst: u32, per_minute: u32) -> Bucket {
+        Bucket {
+            tokens: f64::from(burst),
+            burst: f64::from(burst),
+            per_minute,
+            at: T0,
+        }
+    }
+    fn refill(&mut self, now: i64) {
+        let gained = (now - self.at) as f64 * f64::from(self.per_minute) / 60_000.0;
+        self.tokens = (self.tokens + gained.max(0.0)).min(self.burst);
+        self.at = now.max(self.at);
+    }
+    fn next_token_at(&self) -> i64 {
+        if self.tokens >= 1.0 {
+            return self.at;
+        }
+        let wait = (1.0 - self.tokens) * 60_000.0 / f64::from(self.per_minute);
+        self.at + wait.ceil() as i64
+    }
+}
+
 struct Scripted {
     outbox: Outbox,
     clock: i64,
     meshes: Vec<String>,
+    /// Meshes whose daemon link is down.
+    down: Vec<String>,
+    /// One budget shared by every mesh; None: unlimited.
+    bucket: Option<Bucket>,
     sessions: BTreeMap<String, SessionState>,
     answers: BTreeMap<String, Answer>,
     sends: BTreeMap<String, u32>,
@@ -54,9 +92,10 @@ impl World for Scripted {
         now: TimestampMs,
         limit: u32,
         lease_ms: i64,
+        skip: &ClaimFilter,
     ) -> Result<Vec<Row>, String> {
         self.outbox
-            .claim_due(now, limit, lease_ms)
+            .claim_due_except(now, limit, lease_ms, skip)
             .map_err(|e| e.to_string())
     }
     fn settle(&mut self, outcomes: Vec<Outcome>) -> Result<u32, String> {
@@ -68,11 +107,36 @@ impl World for Scripted {
     fn expire(&mut self, now: TimestampMs, cutoff: TimestampMs) -> Result<u32, String> {
         self.outbox.expire(now, cutoff).map_err(|e| e.to_string())
     }
-    fn next_due_at(&mut self) -> Result<Option<TimestampMs>, String> {
-        self.outbox.next_due_at().map_err(|e| e.to_string())
+    fn next_due_at(&mut self, skip: &ClaimFilter) -> Result<Option<TimestampMs>, String> {
+        self.outbox
+            .next_due_at_except(skip)
+            .map_err(|e| e.to_string())
     }
-    fn meshes(&mut self) -> Vec<String> {
-        self.meshes.clone()
+    fn mesh_links(&mut self) -> Vec<MeshLink> {
+        let now = self.clock;
+        let budget = self.bucket.as_mut().map(|b| {
+            b.refill(now);
+            (b.tokens as u32, b.next_token_at(), b.per_minute)
+        });
+        self.meshes
+            .iter()
+            .map(|slug| {
+                let (tokens, next_token_at, per_minute) = budget.unwrap_or((u32::MAX, now, 0));
+                MeshLink {
+                    slug: slug.clone(),
+                    open: !self.down.contains(slug),
+                    tokens,
+                    next_token_at,
+                    per_minute,
+                }
+            })
+            .collect()
+    }
+    fn throttle(&mut self, _: &str) {
+        if let Some(bucket) = self.bucket.as_mut() {
+            bucket.refill(self.clock);
+            bucket.tokens = 0.0;
+        }
     }
     fn session_states(&mut self, pubkeys: Vec<String>) -> Vec<SessionState> {
         pubkeys
@@ -86,8 +150,23 @@ impl World for Scripted {
             .collect()
     }
     fn send_batch(&mut self, dispatches: Vec<Dispatch>, _: u32) -> Vec<SendResult> {
+        let now = self.clock;
+        let results = dispatches
+            .iter()
+            .map(|d| match self.bucket.as_mut() {
+                Some(bucket) => {
+                    bucket.refill(now);
+                    if bucket.tokens < 1.0 {
+                        return SendResult::Failed(RATE_BUDGET_EMPTY.into());
+                    }
+                    bucket.tokens -= 1.0;
+                    self.answer(d)
+                }
+                None => self.answer(d),
+            })
+            .collect();
         self.clock += 3;
-        dispatches.iter().map(|d| self.answer(d)).collect()
+        results
     }
     fn now(&mut self) -> TimestampMs {
         self.clock
@@ -131,6 +210,10 @@ struct Scenario {
     meshes: Vec<&'static str>,
     sessions: Vec<(&'static str, SessionState)>,
     answers: Vec<(&'static str, Answer)>,
+    /// Meshes whose daemon link is down.
+    down: Vec<&'static str>,
+    /// The member's budget: (burst, per minute); None: unlimited.
+    budget: Option<(u32, u32)>,
     rows: Vec<NewRow>,
     /// SQL run after enqueueing (to stage leases and the like).
     staging: &'static str,
@@ -187,6 +270,8 @@ fn base(name: &'static str, rows: Vec<NewRow>) -> Scenario {
         meshes: vec!["alpha"],
         sessions: vec![],
         answers: vec![],
+        down: vec![],
+        budget: None,
         rows,
         staging: "",
         ticks: 3,
@@ -261,7 +346,10 @@ fn scenarios() -> Vec<Scenario> {
             ..base("permanent_rejection", vec![row("r1", "@blocked")])
         },
         Scenario {
-            answers: vec![("@flaky", Answer::RejectFirst(1, "rate_limited"))],
+            answers: vec![(
+                "@flaky",
+                Answer::RejectFirst(1, "no connected peer for target"),
+            )],
             ..base("transient_then_done", vec![row("t1", "@flaky")])
         },
         Scenario {
@@ -275,7 +363,7 @@ fn scenarios() -> Vec<Scenario> {
             )
         },
         Scenario {
-            answers: vec![("@busy", Answer::Reject("rate_limited"))],
+            answers: vec![("@busy", Answer::Reject("internal error"))],
             ticks: 27,
             ..base("backoff_to_the_cap_then_dead", vec![row("c1", "@busy")])
         },
@@ -325,6 +413,51 @@ fn scenarios() -> Vec<Scenario> {
                 (0..5).map(|i| row(&format!("batch{i}"), "@bob")).collect(),
             )
         },
+        Scenario {
+            budget: Some((2, 600)),
+            ticks: 6,
+            ..base(
+                "rate_paced_by_priority",
+                ["low", "next", "now", "low", "now", "next"]
+                    .iter()
+                    .enumerate()
+                    .map(|(i, p)| NewRow {
+                        priority: Some((*p).into()),
+                        ..row(&format!("paced{i}"), "@bob")
+                    })
+                    .collect(),
+            )
+        },
+        Scenario {
+            budget: Some((10, 60)),
+            answers: vec![(
+                "@crowded",
+                Answer::RejectFirst(1, "rate_limit: max 60 msg/min (burst 10) — slow down"),
+            )],
+            ..base(
+                "rate_limit_rejection_holds_the_member",
+                vec![
+                    row("rl1", "@crowded"),
+                    row("rl2", "@bob"),
+                    row("rl3", "@bob"),
+                ],
+            )
+        },
+        Scenario {
+            meshes: vec!["alpha", "beta"],
+            down: vec!["beta"],
+            ticks: 2,
+            ..base(
+                "link_down_left_unclaimed",
+                vec![
+                    row("up1", "@bob"),
+                    NewRow {
+                        mesh: Some("beta".into()),
+                        ..row("down1", "@bob")
+                    },
+                ],
+            )
+        },
     ]
 }
 
@@ -358,6 +491,10 @@ fn record(s: &Scenario, path: &std::path::Path) {
         outbox,
         clock: T0,
         meshes: s.meshes.iter().map(|m| m.to_string()).collect(),
+        down: s.down.iter().map(|m| m.to_string()).collect(),
+        bucket: s
+            .budget
+            .map(|(burst, per_minute)| Bucket::new(burst, per_minute)),
         sessions: s
             .sessions
             .iter()

@@ -70,8 +70,8 @@ pub struct Faulty<W> {
 }
 
 impl<W: World> World for Faulty<W> {
-    fn claim_due(&mut self, now: i64, limit: u32, lease_ms: i64) -> Result<Vec<policy::Row>, String> {
-        self.inner.claim_due(now, limit, lease_ms)
+    fn claim_due(&mut self, now: i64, limit: u32, lease_ms: i64, skip: &policy::ClaimFilter) -> Result<Vec<policy::Row>, String> {
+        self.inner.claim_due(now, limit, lease_ms, skip)
     }
     fn settle(&mut self, mut outcomes: Vec<policy::Outcome>) -> Result<u32, String> {
         match self.fault {
@@ -96,11 +96,14 @@ impl<W: World> World for Faulty<W> {
     fn expire(&mut self, now: i64, cutoff: i64) -> Result<u32, String> {
         self.inner.expire(now, cutoff)
     }
-    fn next_due_at(&mut self) -> Result<Option<i64>, String> {
-        self.inner.next_due_at()
+    fn next_due_at(&mut self, skip: &policy::ClaimFilter) -> Result<Option<i64>, String> {
+        self.inner.next_due_at(skip)
     }
-    fn meshes(&mut self) -> Vec<String> {
-        self.inner.meshes()
+    fn mesh_links(&mut self) -> Vec<policy::MeshLink> {
+        self.inner.mesh_links()
+    }
+    fn throttle(&mut self, mesh: &str) {
+        self.inner.throttle(mesh)
     }
     fn session_states(&mut self, pubkeys: Vec<String>) -> Vec<policy::SessionState> {
         self.inner.session_states(pubkeys)
@@ -109,7 +112,7 @@ impl<W: World> World for Faulty<W> {
         match self.fault {
             Fault::TrapAfterClaim => panic!("fault: trap after claim"),
             Fault::SessionOverDaemon => {
-                let mesh = self.inner.meshes().into_iter().next().unwrap_or_default();
+                let mesh = self.inner.mesh_links().into_iter().next().map(|l| l.slug).unwrap_or_default();
                 for d in &mut dispatches {
                     if matches!(d.route, policy::Route::Session(_)) {
                         d.route = policy::Route::Daemon(mesh.clone());

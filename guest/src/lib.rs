@@ -81,6 +81,7 @@ impl Guest for DefaultPolicy {
             done: report.done,
             dead: report.dead,
             retried: report.retried,
+            held: report.held,
             reclaimed: report.reclaimed,
             expired: report.expired,
             more_due: report.more_due,
@@ -105,8 +106,8 @@ fn install_panic_log() {
 struct Imports;
 
 impl policy::World for Imports {
-    fn claim_due(&mut self, now: i64, limit: u32, lease_ms: i64) -> Result<Vec<policy::Row>, String> {
-        Ok(store::claim_due(now, limit, lease_ms)?.into_iter().map(row_from_wit).collect())
+    fn claim_due(&mut self, now: i64, limit: u32, lease_ms: i64, skip: &policy::ClaimFilter) -> Result<Vec<policy::Row>, String> {
+        Ok(store::claim_due(now, limit, lease_ms, &filter_to_wit(skip))?.into_iter().map(row_from_wit).collect())
     }
 
     fn settle(&mut self, outcomes: Vec<policy::Outcome>) -> Result<u32, String> {
@@ -122,12 +123,25 @@ impl policy::World for Imports {
         store::expire(now, cutoff)
     }
 
-    fn next_due_at(&mut self) -> Result<Option<i64>, String> {
-        store::next_due_at()
+    fn next_due_at(&mut self, skip: &policy::ClaimFilter) -> Result<Option<i64>, String> {
+        store::next_due_at(&filter_to_wit(skip))
     }
 
-    fn meshes(&mut self) -> Vec<String> {
-        links::meshes()
+    fn mesh_links(&mut self) -> Vec<policy::MeshLink> {
+        links::mesh_links()
+            .into_iter()
+            .map(|l| policy::MeshLink {
+                slug: l.slug,
+                open: l.open,
+                tokens: l.tokens,
+                next_token_at: l.next_token_at,
+                per_minute: l.per_minute,
+            })
+            .collect()
+    }
+
+    fn throttle(&mut self, mesh: &str) {
+        links::throttle(mesh)
     }
 
     fn session_states(&mut self, pubkeys: Vec<String>) -> Vec<policy::SessionState> {
@@ -173,6 +187,10 @@ impl policy::World for Imports {
     }
 }
 
+fn filter_to_wit(f: &policy::ClaimFilter) -> wit::ClaimFilter {
+    wit::ClaimFilter { skip_meshes: f.skip_meshes.clone(), skip_unnamed: f.skip_unnamed }
+}
+
 fn row_from_wit(r: wit::Row) -> policy::Row {
     policy::Row {
         rowid: r.rowid,
@@ -216,6 +234,9 @@ fn outcome_to_wit(o: policy::Outcome) -> wit::Outcome {
         policy::Verdict::Dead { reason } => wit::Verdict::Dead(reason),
         policy::Verdict::Retry { next_attempt_at, last_error } => {
             wit::Verdict::Retry(wit::RetryPlan { next_attempt_at, last_error })
+        }
+        policy::Verdict::Hold { next_attempt_at, last_error } => {
+            wit::Verdict::Hold(wit::HoldPlan { next_attempt_at, last_error })
         }
     };
     wit::Outcome { rowid: o.rowid, attempts: o.attempts, verdict }

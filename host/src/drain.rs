@@ -84,6 +84,7 @@ pub struct Totals {
     pub done: u64,
     pub dead: u64,
     pub retried: u64,
+    pub held: u64,
     pub reclaimed: u64,
     pub expired: u64,
 }
@@ -97,6 +98,7 @@ impl Totals {
         self.done += other.done;
         self.dead += other.dead;
         self.retried += other.retried;
+        self.held += other.held;
         self.reclaimed += other.reclaimed;
         self.expired += other.expired;
     }
@@ -107,6 +109,7 @@ impl Totals {
         self.done += u64::from(r.done);
         self.dead += u64::from(r.dead);
         self.retried += u64::from(r.retried);
+        self.held += u64::from(r.held);
         self.reclaimed += u64::from(r.reclaimed);
         self.expired += u64::from(r.expired);
     }

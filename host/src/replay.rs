@@ -11,7 +11,8 @@ use crate::trace::{TickRecord, TickResult, Trace, calls};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 use sluice_policy::{
-    Dispatch, Level, Outcome, Row, SendResult, SessionState, TickReport, TimestampMs, World,
+    ClaimFilter, Dispatch, Level, MeshLink, Outcome, Row, SendResult, SessionState, TickReport,
+    TimestampMs, World,
 };
 use std::fmt;
 
@@ -231,10 +232,11 @@ impl World for ReplayWorld {
         now: TimestampMs,
         limit: u32,
         lease_ms: i64,
+        skip: &ClaimFilter,
     ) -> Result<Vec<Row>, String> {
         self.answer(
             calls::CLAIM_DUE,
-            &calls::claim_due(now, limit, lease_ms),
+            &calls::claim_due(now, limit, lease_ms, skip),
             Err(DIVERGED.into()),
         )
     }
@@ -255,11 +257,18 @@ impl World for ReplayWorld {
             Err(DIVERGED.into()),
         )
     }
-    fn next_due_at(&mut self) -> Result<Option<TimestampMs>, String> {
-        self.answer(calls::NEXT_DUE_AT, &calls::none(), Err(DIVERGED.into()))
+    fn next_due_at(&mut self, skip: &ClaimFilter) -> Result<Option<TimestampMs>, String> {
+        self.answer(
+            calls::NEXT_DUE_AT,
+            &calls::next_due_at(skip),
+            Err(DIVERGED.into()),
+        )
     }
-    fn meshes(&mut self) -> Vec<String> {
-        self.answer(calls::MESHES, &calls::none(), Vec::new())
+    fn mesh_links(&mut self) -> Vec<MeshLink> {
+        self.answer(calls::MESH_LINKS, &calls::none(), Vec::new())
+    }
+    fn throttle(&mut self, mesh: &str) {
+        self.answer::<()>(calls::THROTTLE, &calls::throttle(mesh), ());
     }
     fn session_states(&mut self, pubkeys: Vec<String>) -> Vec<SessionState> {
         let fallback = vec![SessionState::Absent; pubkeys.len()];

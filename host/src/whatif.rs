@@ -17,7 +17,8 @@ use crate::engine::PolicyEngine;
 use crate::trace::{Call, TickRecord, Trace, calls};
 use serde::de::DeserializeOwned;
 use sluice_policy::{
-    Dispatch, Level, Outcome, Route, Row, SendResult, SessionState, TimestampMs, Verdict, World,
+    ClaimFilter, Dispatch, Level, MeshLink, Outcome, Route, Row, SendResult, SessionState,
+    TimestampMs, Verdict, World,
 };
 use std::collections::{BTreeMap, VecDeque};
 
@@ -153,6 +154,10 @@ fn verdict_text(verdict: &Verdict, attempts: u32) -> String {
         Verdict::Done { .. } => "done".into(),
         Verdict::Dead { reason } => format!("dead {reason}"),
         Verdict::Retry { last_error, .. } => format!("retry at attempt {attempts} ({last_error})"),
+        Verdict::Hold { last_error, .. } => match last_error {
+            Some(error) => format!("hold at attempt {attempts} ({error})"),
+            None => format!("hold at attempt {attempts}"),
+        },
     }
 }
 
@@ -164,7 +169,13 @@ fn route_text(route: &Route) -> String {
 }
 
 impl World for WhatIfWorld {
-    fn claim_due(&mut self, _: TimestampMs, _: u32, _: i64) -> Result<Vec<Row>, String> {
+    fn claim_due(
+        &mut self,
+        _: TimestampMs,
+        _: u32,
+        _: i64,
+        _: &ClaimFilter,
+    ) -> Result<Vec<Row>, String> {
         let rows: Result<Vec<Row>, String> = self
             .next(calls::CLAIM_DUE)
             .unwrap_or_else(|| Ok(Vec::new()));
@@ -186,12 +197,13 @@ impl World for WhatIfWorld {
     fn expire(&mut self, _: TimestampMs, _: TimestampMs) -> Result<u32, String> {
         self.next(calls::EXPIRE).unwrap_or(Ok(0))
     }
-    fn next_due_at(&mut self) -> Result<Option<TimestampMs>, String> {
+    fn next_due_at(&mut self, _: &ClaimFilter) -> Result<Option<TimestampMs>, String> {
         self.next(calls::NEXT_DUE_AT).unwrap_or(Ok(None))
     }
-    fn meshes(&mut self) -> Vec<String> {
-        self.next(calls::MESHES).unwrap_or_default()
+    fn mesh_links(&mut self) -> Vec<MeshLink> {
+        self.next(calls::MESH_LINKS).unwrap_or_default()
     }
+    fn throttle(&mut self, _: &str) {}
     fn session_states(&mut self, pubkeys: Vec<String>) -> Vec<SessionState> {
         let states: Vec<SessionState> = self.next(calls::SESSION_STATES).unwrap_or_default();
         states

@@ -6,8 +6,11 @@
 //! `engine::imports`, which only converts types) and the natively linked
 //! baseline. It never classifies an error or decides a row's fate.
 
-use sluice_links::Links;
-use sluice_policy::{Dispatch, Level, Outcome, Row, SendResult, SessionState, TimestampMs, World};
+use sluice_links::{LinkState, Links};
+use sluice_policy::{
+    ClaimFilter, Dispatch, Level, MeshLink, Outcome, Row, SendResult, SessionState, TimestampMs,
+    World,
+};
 use sluice_store::Outbox;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -71,8 +74,9 @@ impl World for HostWorld {
         now: TimestampMs,
         limit: u32,
         lease_ms: i64,
+        skip: &ClaimFilter,
     ) -> Result<Vec<Row>, String> {
-        self.write(|o| o.claim_due(now, limit, lease_ms))
+        self.write(|o| o.claim_due_except(now, limit, lease_ms, skip))
     }
 
     fn settle(&mut self, outcomes: Vec<Outcome>) -> Result<u32, String> {
@@ -87,12 +91,33 @@ impl World for HostWorld {
         self.write(|o| o.expire(now, cutoff))
     }
 
-    fn next_due_at(&mut self) -> Result<Option<TimestampMs>, String> {
-        self.outbox.next_due_at().map_err(|e| e.to_string())
+    fn next_due_at(&mut self, skip: &ClaimFilter) -> Result<Option<TimestampMs>, String> {
+        self.outbox
+            .next_due_at_except(skip)
+            .map_err(|e| e.to_string())
     }
 
-    fn meshes(&mut self) -> Vec<String> {
-        self.links.meshes()
+    fn mesh_links(&mut self) -> Vec<MeshLink> {
+        let now = now_ms();
+        self.links
+            .mesh_budgets()
+            .into_iter()
+            .map(|budget| {
+                let unlimited = budget.per_minute == 0;
+                let wait = i64::try_from(budget.next_token_in.as_millis()).unwrap_or(i64::MAX);
+                MeshLink {
+                    slug: budget.slug,
+                    open: budget.state == LinkState::Open,
+                    tokens: if unlimited { u32::MAX } else { budget.tokens },
+                    next_token_at: now.saturating_add(wait),
+                    per_minute: budget.per_minute,
+                }
+            })
+            .collect()
+    }
+
+    fn throttle(&mut self, mesh: &str) {
+        self.links.throttle(mesh);
     }
 
     fn session_states(&mut self, pubkeys: Vec<String>) -> Vec<SessionState> {

@@ -38,9 +38,12 @@ const PERMANENT: &[&str] = &[
     "blocked by recipient grants",
 ];
 
-/// Classifies a broker rejection or transport failure by its text.
-pub fn classify(error: &str) -> ErrorClass {
-    let text: String = error
+/// Refusals for the member's send rate rather than the message: the
+/// broker's `rate_limit: max 60 msg/min (burst 10) — slow down`.
+const RATE: &[&str] = &["rate limit", "too many requests"];
+
+fn normalise(error: &str) -> String {
+    error
         .chars()
         .map(|c| {
             if c == '_' || c == '-' {
@@ -49,7 +52,19 @@ pub fn classify(error: &str) -> ErrorClass {
                 c.to_ascii_lowercase()
             }
         })
-        .collect();
+        .collect()
+}
+
+/// Whether a rejection refuses the member's rate, not the message: such a
+/// send spends no attempt and slows the whole member.
+pub fn is_rate_limit(error: &str) -> bool {
+    let text = normalise(error);
+    RATE.iter().any(|p| text.contains(p))
+}
+
+/// Classifies a broker rejection or transport failure by its text.
+pub fn classify(error: &str) -> ErrorClass {
+    let text = normalise(error);
     if TRANSIENT.iter().any(|p| text.contains(p)) {
         ErrorClass::Transient
     } else if PERMANENT.iter().any(|p| text.contains(p)) {
@@ -63,6 +78,16 @@ pub fn classify(error: &str) -> ErrorClass {
 mod tests {
     use super::*;
     use ErrorClass::*;
+
+    #[test]
+    fn rate_refusals_are_told_apart() {
+        assert!(is_rate_limit(
+            "rate_limit: max 60 msg/min (burst 10) — slow down"
+        ));
+        assert!(is_rate_limit("429 Too Many Requests"));
+        assert!(!is_rate_limit("no connected peer for target"));
+        assert!(!is_rate_limit("ack_timeout"));
+    }
 
     #[test]
     fn the_design_table() {

@@ -4,12 +4,14 @@
 //! - [`settings`]: the tunable constants and their checks.
 //! - [`classify`]: the one error classifier for both link kinds.
 //! - [`rules`]: the per-row decisions, free of I/O.
+//! - [`pace`]: spending each member's send budget, free of I/O.
 //! - [`tick`]: one tick, wiring the rules to a [`World`].
 //!
 //! `guest/` binds this crate to the component model; the host links it
 //! natively as the baseline of the benchmark. Both run the same code.
 
 pub mod classify;
+pub mod pace;
 pub mod rules;
 pub mod settings;
 pub mod tick;

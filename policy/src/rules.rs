@@ -156,7 +156,8 @@ pub fn decide(row: &Row, view: &View<'_>, fresh_nonce: &mut dyn FnMut() -> Vec<u
 }
 
 /// The mesh a row's daemon link is keyed by, or the label of the missing one.
-fn route_mesh(row: &Row, meshes: &[String]) -> Result<String, String> {
+/// A session row's mesh is the member whose send budget it spends.
+pub fn route_mesh(row: &Row, meshes: &[String]) -> Result<String, String> {
     match present(&row.mesh) {
         Some(mesh) if meshes.iter().any(|m| m == mesh) => Ok(mesh.to_string()),
         Some(mesh) => Err(mesh.to_string()),
@@ -284,16 +285,10 @@ pub fn judge(
             )
         }
         SendResult::Rejected(error) => retry(row, error, now, settings, None),
-        SendResult::Failed(error) => {
-            // A transport failure says nothing about the message: always transient.
-            let log = line(
-                Level::Warn,
-                "drain_send_threw",
-                row,
-                &[("err", error.clone())],
-            );
-            retry(row, error, now, settings, log)
-        }
+        // A transport failure says nothing about the message: always
+        // transient. It is logged once per tick and link (`tick`), not per
+        // row: a link that is down would otherwise write a line per row.
+        SendResult::Failed(error) => retry(row, error, now, settings, None),
     }
 }
 

@@ -1,14 +1,21 @@
 //! One tick of the default policy: the only place the rules meet the imports.
 //!
-//! Order: reclaim run-out leases, claim a batch, decide every row, send all
-//! dispatches in one call, judge the results, settle everything in one call,
-//! sweep expired rows when the backlog is drained, and report when a row is
-//! next due.
+//! Order: reclaim run-out leases, look at the links and budgets, claim a
+//! batch (leaving alone daemon rows whose link is down or whose budget is
+//! spent), decide every row, spend each member's budget by priority and hold
+//! back the rest, send all dispatches in one call, judge the results, settle
+//! everything in one call, sweep expired rows when the backlog is drained,
+//! and report when a row is next due.
 
-use crate::rules::{Decision, LEGACY_NONCE_BYTES, LogLine, View, decide, judge, retry};
+use crate::classify::is_rate_limit;
+use crate::pace::{Pacer, claim_filter, next_budget_at};
+use crate::rules::{Decision, LEGACY_NONCE_BYTES, LogLine, View, decide, judge, retry, route_mesh};
 use crate::settings::Settings;
-use crate::types::{Level, Outcome, Row, SessionState, TickReport, TimestampMs, Verdict, World};
-use std::collections::BTreeSet;
+use crate::types::{
+    Dispatch, Level, MeshLink, Outcome, RATE_BUDGET_EMPTY, Route, Row, SendResult, SessionState,
+    TickReport, TimestampMs, Verdict, World,
+};
+use std::collections::{BTreeMap, BTreeSet};
 
 /// Runs one tick against `world`.
 pub fn tick<W: World>(
@@ -20,17 +27,20 @@ pub fn tick<W: World>(
         reclaimed: world.reclaim(now)?,
         ..TickReport::default()
     };
-    let rows = world.claim_due(now, settings.batch_rows, settings.lease_ms)?;
+    let links = world.mesh_links();
+    let skip = claim_filter(&links);
+    let rows = world.claim_due(now, settings.batch_rows, settings.lease_ms, &skip)?;
     report.claimed = count(rows.len());
     report.more_due = report.claimed >= settings.batch_rows;
 
     if !rows.is_empty() {
-        let outcomes = drain_rows(world, settings, now, &rows);
+        let outcomes = drain_rows(world, settings, now, &rows, &links);
         for outcome in &outcomes {
             match outcome.verdict {
                 Verdict::Done { .. } => report.done += 1,
                 Verdict::Dead { .. } => report.dead += 1,
                 Verdict::Retry { .. } => report.retried += 1,
+                Verdict::Hold { .. } => report.held += 1,
             }
         }
         world.settle(outcomes)?;
@@ -46,18 +56,24 @@ pub fn tick<W: World>(
             world.log(Level::Warn, "drain_expired_rows", fields);
         }
     }
-    report.next_due_at = world.next_due_at()?;
+    let due = world.next_due_at(&skip)?;
+    report.next_due_at = match (due, next_budget_at(&links)) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    };
     Ok(report)
 }
 
-/// Decides, sends and judges the claimed rows; one outcome per row, in order.
+/// Decides, paces, sends and judges the claimed rows; one outcome per row,
+/// in order.
 fn drain_rows<W: World>(
     world: &mut W,
     settings: &Settings,
     now: TimestampMs,
     rows: &[Row],
+    links: &[MeshLink],
 ) -> Vec<Outcome> {
-    let meshes = world.meshes();
+    let meshes: Vec<String> = links.iter().map(|l| l.slug.clone()).collect();
     let sessions = session_states(world, rows);
     let view = View {
         now,
@@ -65,16 +81,36 @@ fn drain_rows<W: World>(
         meshes: &meshes,
         sessions: &sessions,
     };
+    let decisions: Vec<Decision> = rows
+        .iter()
+        .map(|row| decide(row, &view, &mut || world.random_bytes(LEGACY_NONCE_BYTES)))
+        .collect();
 
-    let mut decisions = Vec::with_capacity(rows.len());
-    let mut dispatches = Vec::new();
-    for row in rows {
-        let decision = decide(row, &view, &mut || world.random_bytes(LEGACY_NONCE_BYTES));
-        if let Decision::Send(dispatch) = &decision {
-            dispatches.push(dispatch.clone());
+    // Spend each member's budget: priority `now` first, then `next`, then
+    // `low`, claim order within each; the rest wait for their own token.
+    let mut pacer = Pacer::new(links, now);
+    let mut held: BTreeMap<usize, TimestampMs> = BTreeMap::new();
+    let mut order: Vec<usize> = (0..rows.len())
+        .filter(|&i| matches!(decisions[i], Decision::Send(_)))
+        .collect();
+    order.sort_by_key(|&i| match &decisions[i] {
+        Decision::Send(d) => priority_rank(&d.priority),
+        _ => u8::MAX,
+    });
+    for i in order {
+        let mesh = budget_mesh(&rows[i], &meshes);
+        if !pacer.take(&mesh) {
+            held.insert(i, pacer.slot(&mesh, now));
         }
-        decisions.push(decision);
     }
+    let dispatches: Vec<Dispatch> = decisions
+        .iter()
+        .enumerate()
+        .filter_map(|(i, decision)| match decision {
+            Decision::Send(dispatch) if !held.contains_key(&i) => Some(dispatch.clone()),
+            _ => None,
+        })
+        .collect();
 
     let mut results = if dispatches.is_empty() {
         Vec::new()
@@ -84,11 +120,33 @@ fn drain_rows<W: World>(
     .into_iter();
     let after = world.now();
 
+    let mut failures: BTreeMap<(String, String), (u32, String)> = BTreeMap::new();
+    let mut throttled: BTreeSet<String> = BTreeSet::new();
     let mut outcomes = Vec::with_capacity(rows.len());
-    for (row, decision) in rows.iter().zip(decisions) {
+    for (i, (row, decision)) in rows.iter().zip(decisions).enumerate() {
         let (verdict, log) = match decision {
-            Decision::Send(_) => match results.next() {
-                Some(result) => judge(row, &result, after, settings),
+            Decision::Send(_) if held.contains_key(&i) => (hold(held[&i], None), None),
+            Decision::Send(sent) => match results.next() {
+                Some(SendResult::Failed(error)) if error == RATE_BUDGET_EMPTY => {
+                    let mesh = budget_mesh(row, &meshes);
+                    (hold(pacer.slot(&mesh, after), None), None)
+                }
+                Some(SendResult::Rejected(error)) if is_rate_limit(&error) => {
+                    let mesh = budget_mesh(row, &meshes);
+                    if throttled.insert(mesh.clone()) {
+                        world.throttle(&mesh);
+                        pacer.exhaust(&mesh, after);
+                    }
+                    (hold(pacer.slot(&mesh, after), Some(error)), None)
+                }
+                Some(result) => {
+                    if let SendResult::Failed(error) = &result {
+                        let key = (link_label(&sent.route), error.clone());
+                        let entry = failures.entry(key).or_insert((0, row.id.clone()));
+                        entry.0 += 1;
+                    }
+                    judge(row, &result, after, settings)
+                }
                 // A host that answered fewer results than dispatches broke the
                 // contract; the row is retried rather than lost.
                 None => retry(row, "host_returned_no_result", after, settings, None),
@@ -113,7 +171,51 @@ fn drain_rows<W: World>(
             verdict,
         });
     }
+    // One line per link and error, not one per row: a link that went down
+    // under a full batch writes one line a tick.
+    for ((link, error), (rows, first_id)) in failures {
+        let fields = vec![
+            ("link".to_string(), link),
+            ("err".to_string(), error),
+            ("rows".to_string(), rows.to_string()),
+            ("first_id".to_string(), first_id),
+        ];
+        world.log(Level::Warn, "drain_send_threw", fields);
+    }
+    if !throttled.is_empty() {
+        let meshes: Vec<String> = throttled.into_iter().collect();
+        let fields = vec![("mesh".to_string(), meshes.join(","))];
+        world.log(Level::Info, "drain_rate_limited", fields);
+    }
     outcomes
+}
+
+fn hold(next_attempt_at: TimestampMs, last_error: Option<String>) -> Verdict {
+    Verdict::Hold {
+        next_attempt_at,
+        last_error,
+    }
+}
+
+/// The mesh whose member pays for a row's send; a row that got this far has
+/// one (`decide` makes rows without one dead).
+fn budget_mesh(row: &Row, meshes: &[String]) -> String {
+    route_mesh(row, meshes).unwrap_or_default()
+}
+
+fn priority_rank(priority: &str) -> u8 {
+    match priority {
+        "now" => 0,
+        "low" => 2,
+        _ => 1,
+    }
+}
+
+fn link_label(route: &Route) -> String {
+    match route {
+        Route::Daemon(mesh) => format!("mesh:{mesh}"),
+        Route::Session(key) => format!("session:{}", key.chars().take(12).collect::<String>()),
+    }
 }
 
 /// One lookup for the distinct session keys of the batch, in a fixed order.

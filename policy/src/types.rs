@@ -97,7 +97,50 @@ pub enum Verdict {
         next_attempt_at: TimestampMs,
         last_error: String,
     },
+    /// Back to `pending` without spending an attempt: held back for the
+    /// member's send budget, or refused for the member's rate.
+    Hold {
+        next_attempt_at: TimestampMs,
+        /// Replaces `last_error` when given.
+        last_error: Option<String>,
+    },
 }
+
+/// A mesh the host has a daemon link for, with its member's send budget.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub struct MeshLink {
+    pub slug: String,
+    /// The daemon link is open.
+    pub open: bool,
+    /// Sends the budget allows now (`u32::MAX` without a limit).
+    pub tokens: u32,
+    /// When the budget next gains a send (now while `tokens > 0`).
+    pub next_token_at: TimestampMs,
+    /// Sends gained per minute; 0 when the mesh has no limit.
+    pub per_minute: u32,
+}
+
+/// The daemon-link rows a claim leaves alone (and `next_due_at` ignores).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub struct ClaimFilter {
+    /// Rows whose `mesh` is one of these.
+    pub skip_meshes: Vec<String>,
+    /// Also rows whose `mesh` is NULL or empty.
+    pub skip_unnamed: bool,
+}
+
+impl ClaimFilter {
+    /// Whether the filter leaves every row in.
+    pub fn is_empty(&self) -> bool {
+        self.skip_meshes.is_empty() && !self.skip_unnamed
+    }
+}
+
+/// What `send_batch` answers for a dispatch the member's budget did not
+/// allow: it was not written.
+pub const RATE_BUDGET_EMPTY: &str = "rate_budget_empty";
 
 /// A verdict for the claim of `rowid` that counted `attempts`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -126,6 +169,8 @@ pub struct TickReport {
     pub done: u32,
     pub dead: u32,
     pub retried: u32,
+    /// Rows given back without spending an attempt.
+    pub held: u32,
     pub reclaimed: u32,
     pub expired: u32,
     /// The claim was full: more rows may be due now.
@@ -143,12 +188,14 @@ pub trait World {
         now: TimestampMs,
         limit: u32,
         lease_ms: i64,
+        skip: &ClaimFilter,
     ) -> Result<Vec<Row>, String>;
     fn settle(&mut self, outcomes: Vec<Outcome>) -> Result<u32, String>;
     fn reclaim(&mut self, now: TimestampMs) -> Result<u32, String>;
     fn expire(&mut self, now: TimestampMs, cutoff: TimestampMs) -> Result<u32, String>;
-    fn next_due_at(&mut self) -> Result<Option<TimestampMs>, String>;
-    fn meshes(&mut self) -> Vec<String>;
+    fn next_due_at(&mut self, skip: &ClaimFilter) -> Result<Option<TimestampMs>, String>;
+    fn mesh_links(&mut self) -> Vec<MeshLink>;
+    fn throttle(&mut self, mesh: &str);
     fn session_states(&mut self, pubkeys: Vec<String>) -> Vec<SessionState>;
     fn send_batch(&mut self, dispatches: Vec<Dispatch>, ack_timeout_ms: u32) -> Vec<SendResult>;
     fn now(&mut self) -> TimestampMs;

@@ -7,8 +7,8 @@
 use proptest::prelude::*;
 use sluice_policy::rules::{Decision, View, decide, judge};
 use sluice_policy::{
-    Dispatch, Level, Outcome, Route, Row, SendResult, SessionState, Settings, TickReport, Verdict,
-    World, tick,
+    ClaimFilter, Dispatch, Level, MeshLink, Outcome, Route, Row, SendResult, SessionState,
+    Settings, TickReport, Verdict, World, tick,
 };
 
 const NOW: i64 = 1_767_225_600_000;
@@ -147,10 +147,11 @@ proptest! {
         states in proptest::collection::vec(session_state(), 3),
         results in proptest::collection::vec(send_result(), 1..20),
         batch_rows in 1u32..64,
+        tokens in 0u32..40,
     ) {
         let rows: Vec<Row> = rows.into_iter().enumerate().map(|(i, r)| Row { rowid: i as i64 + 1, ..r }).collect();
         let s = settings(&[("batch_rows", batch_rows.to_string())]);
-        let mut world = Memory { due: rows, meshes, states, results, ..Memory::default() };
+        let mut world = Memory { due: rows, meshes, states, results, tokens, ..Memory::default() };
         let report = tick(&mut world, &s, NOW).unwrap();
         prop_assert!(world.settles.len() <= 1, "one settle per tick, got {}", world.settles.len());
         let outcomes: Vec<Outcome> = world.settles.concat();
@@ -158,25 +159,33 @@ proptest! {
         let settled: Vec<(i64, u32)> = outcomes.iter().map(|o| (o.rowid, o.attempts)).collect();
         prop_assert_eq!(&settled, &claimed, "each claimed row, once, with the attempts its claim counted");
         prop_assert_eq!(report_counts(&report), verdict_counts(&outcomes, claimed.len()));
+        prop_assert!(world.sent as u32 <= tokens * world.meshes.len() as u32, "never more sends than the budgets allow");
         for outcome in &outcomes {
-            if let Verdict::Retry { next_attempt_at, .. } = outcome.verdict {
-                prop_assert!(next_attempt_at >= NOW, "a retry is never scheduled in the past");
-                prop_assert!(outcome.attempts < s.max_attempts);
+            match outcome.verdict {
+                Verdict::Retry { next_attempt_at, .. } => {
+                    prop_assert!(next_attempt_at >= NOW, "a retry is never scheduled in the past");
+                    prop_assert!(outcome.attempts < s.max_attempts);
+                }
+                Verdict::Hold { next_attempt_at, .. } => {
+                    prop_assert!(next_attempt_at >= NOW, "a hold is never scheduled in the past");
+                }
+                _ => {}
             }
         }
     }
 }
 
-fn report_counts(r: &TickReport) -> (u32, u32, u32, u32) {
-    (r.claimed, r.done, r.dead, r.retried)
+fn report_counts(r: &TickReport) -> (u32, u32, u32, u32, u32) {
+    (r.claimed, r.done, r.dead, r.retried, r.held)
 }
 
-fn verdict_counts(outcomes: &[Outcome], claimed: usize) -> (u32, u32, u32, u32) {
+fn verdict_counts(outcomes: &[Outcome], claimed: usize) -> (u32, u32, u32, u32, u32) {
     let count = |f: fn(&Verdict) -> bool| outcomes.iter().filter(|o| f(&o.verdict)).count() as u32;
     let done = count(|v| matches!(v, Verdict::Done { .. }));
     let dead = count(|v| matches!(v, Verdict::Dead { .. }));
     let retried = count(|v| matches!(v, Verdict::Retry { .. }));
-    (claimed as u32, done, dead, retried)
+    let held = count(|v| matches!(v, Verdict::Hold { .. }));
+    (claimed as u32, done, dead, retried, held)
 }
 
 /// A small in-memory world: claims rows in order, answers sends from a
@@ -185,6 +194,7 @@ fn verdict_counts(outcomes: &[Outcome], claimed: usize) -> (u32, u32, u32, u32) 
 struct Memory {
     due: Vec<Row>,
     meshes: Vec<String>,
+    tokens: u32,
     states: Vec<SessionState>,
     results: Vec<SendResult>,
     sent: usize,
@@ -193,7 +203,13 @@ struct Memory {
 }
 
 impl World for Memory {
-    fn claim_due(&mut self, _: i64, limit: u32, _: i64) -> Result<Vec<Row>, String> {
+    fn claim_due(
+        &mut self,
+        _: i64,
+        limit: u32,
+        _: i64,
+        _: &ClaimFilter,
+    ) -> Result<Vec<Row>, String> {
         let n = (limit as usize).min(self.due.len());
         let rows: Vec<Row> = self.due.drain(..n).collect();
         self.claimed.extend(rows.iter().cloned());
@@ -210,12 +226,22 @@ impl World for Memory {
     fn expire(&mut self, _: i64, _: i64) -> Result<u32, String> {
         Ok(0)
     }
-    fn next_due_at(&mut self) -> Result<Option<i64>, String> {
+    fn next_due_at(&mut self, _: &ClaimFilter) -> Result<Option<i64>, String> {
         Ok(None)
     }
-    fn meshes(&mut self) -> Vec<String> {
-        self.meshes.clone()
+    fn mesh_links(&mut self) -> Vec<MeshLink> {
+        self.meshes
+            .iter()
+            .map(|slug| MeshLink {
+                slug: slug.clone(),
+                open: true,
+                tokens: self.tokens,
+                next_token_at: NOW + 7,
+                per_minute: 600,
+            })
+            .collect()
     }
+    fn throttle(&mut self, _: &str) {}
     fn session_states(&mut self, pubkeys: Vec<String>) -> Vec<SessionState> {
         let state = |k: &String| {
             SESSIONS

@@ -397,7 +397,7 @@ fn outcomes_table() {
                 next_attempt_at: NOW + 2_000,
                 last_error: "ack_timeout".into(),
             },
-            Some("drain_send_threw"),
+            None,
         ),
         (
             SendResult::Failed("invalid frame".into()),
@@ -406,7 +406,7 @@ fn outcomes_table() {
                 next_attempt_at: NOW + 1_000,
                 last_error: "invalid frame".into(),
             },
-            Some("drain_send_threw"),
+            None,
         ),
         (
             SendResult::Failed("link_closed".into()),

@@ -2,7 +2,8 @@
 //! what order, and what it settles.
 
 use sluice_policy::{
-    Dispatch, Level, Outcome, Route, Row, SendResult, SessionState, Settings, Verdict, World, tick,
+    ClaimFilter, Dispatch, Level, MeshLink, Outcome, RATE_BUDGET_EMPTY, Route, Row, SendResult,
+    SessionState, Settings, Verdict, World, tick,
 };
 
 const NOW: i64 = 1_767_225_600_000;
@@ -10,7 +11,7 @@ const NOW: i64 = 1_767_225_600_000;
 #[derive(Default)]
 struct Script {
     due: Vec<Row>,
-    meshes: Vec<String>,
+    meshes: Vec<MeshLink>,
     results: Vec<SendResult>,
     calls: Vec<String>,
     sent: Vec<Dispatch>,
@@ -20,9 +21,18 @@ struct Script {
 }
 
 impl World for Script {
-    fn claim_due(&mut self, now: i64, limit: u32, lease_ms: i64) -> Result<Vec<Row>, String> {
-        self.calls
-            .push(format!("claim_due({now},{limit},{lease_ms})"));
+    fn claim_due(
+        &mut self,
+        now: i64,
+        limit: u32,
+        lease_ms: i64,
+        skip: &ClaimFilter,
+    ) -> Result<Vec<Row>, String> {
+        self.calls.push(format!(
+            "claim_due({now},{limit},{lease_ms},skip={:?}{})",
+            skip.skip_meshes,
+            if skip.skip_unnamed { "+unnamed" } else { "" }
+        ));
         let n = (limit as usize).min(self.due.len());
         Ok(self.due.drain(..n).collect())
     }
@@ -39,13 +49,16 @@ impl World for Script {
         self.calls.push(format!("expire(cutoff={cutoff})"));
         Ok(self.expired)
     }
-    fn next_due_at(&mut self) -> Result<Option<i64>, String> {
+    fn next_due_at(&mut self, _: &ClaimFilter) -> Result<Option<i64>, String> {
         self.calls.push("next_due_at".into());
         Ok(Some(NOW + 1_000))
     }
-    fn meshes(&mut self) -> Vec<String> {
-        self.calls.push("meshes".into());
+    fn mesh_links(&mut self) -> Vec<MeshLink> {
+        self.calls.push("mesh_links".into());
         self.meshes.clone()
+    }
+    fn throttle(&mut self, mesh: &str) {
+        self.calls.push(format!("throttle({mesh})"));
     }
     fn session_states(&mut self, pubkeys: Vec<String>) -> Vec<SessionState> {
         self.calls
@@ -67,6 +80,17 @@ impl World for Script {
     }
     fn log(&mut self, _: Level, event: &str, _: Vec<(String, String)>) {
         self.logs.push(event.to_string());
+    }
+}
+
+/// An open mesh with `tokens` sends left at 600 a minute (one per 100 ms).
+fn mesh(slug: &str, tokens: u32) -> MeshLink {
+    MeshLink {
+        slug: slug.into(),
+        open: true,
+        tokens,
+        next_token_at: if tokens > 0 { NOW } else { NOW + 40 },
+        per_minute: 600,
     }
 }
 
@@ -97,7 +121,7 @@ fn one_tick_claims_sends_once_and_settles_once() {
                 ..row(4, "a")
             },
         ],
-        meshes: vec!["a".into()],
+        meshes: vec![mesh("a", 10)],
         results: vec![
             SendResult::Accepted("m1".into()),
             SendResult::Rejected("rate_limited".into()),
@@ -109,10 +133,11 @@ fn one_tick_claims_sends_once_and_settles_once() {
         world.calls,
         [
             "reclaim",
-            &format!("claim_due({NOW},32,30000)"),
-            "meshes",
+            "mesh_links",
+            &format!("claim_due({NOW},32,30000,skip=[])"),
             "session_states(k)",
             "send_batch(2,15000)",
+            "throttle(a)",
             "settle(4)",
             &format!("expire(cutoff={})", NOW + 5 - 86_400_000),
             "next_due_at"
@@ -156,9 +181,9 @@ fn one_tick_claims_sends_once_and_settles_once() {
         verdicts[2],
         (
             3,
-            &Verdict::Retry {
-                next_attempt_at: NOW + 5 + 1_000,
-                last_error: "rate_limited".into()
+            &Verdict::Hold {
+                next_attempt_at: NOW + 5 + 100,
+                last_error: Some("rate_limited".into())
             }
         )
     );
@@ -178,14 +203,19 @@ fn one_tick_claims_sends_once_and_settles_once() {
             report.done,
             report.dead,
             report.retried,
+            report.held,
             report.more_due
         ),
-        (4, 1, 1, 2, false)
+        (4, 1, 1, 1, 1, false)
     );
     assert_eq!(report.next_due_at, Some(NOW + 1_000));
     assert_eq!(
         world.logs,
-        ["drain_no_broker_for_mesh", "drain_session_ws_not_ready"]
+        [
+            "drain_no_broker_for_mesh",
+            "drain_session_ws_not_ready",
+            "drain_rate_limited"
+        ]
     );
 }
 
@@ -194,7 +224,7 @@ fn full_claim_reports_more_due_and_skips_the_expiry_sweep() {
     let settings = Settings::from_pairs(&[("batch_rows".into(), "2".into())]).unwrap();
     let mut world = Script {
         due: vec![row(1, "a"), row(2, "a"), row(3, "a")],
-        meshes: vec!["a".into()],
+        meshes: vec![mesh("a", 10)],
         results: vec![
             SendResult::Accepted("m1".into()),
             SendResult::Accepted("m2".into()),
@@ -218,7 +248,7 @@ fn empty_claim_sends_nothing_and_logs_expired_rows() {
         !world
             .calls
             .iter()
-            .any(|c| c.starts_with("send_batch") || c.starts_with("settle") || c == "meshes")
+            .any(|c| c.starts_with("send_batch") || c.starts_with("settle"))
     );
     assert_eq!(world.logs, ["drain_expired_rows"]);
 }
@@ -227,9 +257,105 @@ fn empty_claim_sends_nothing_and_logs_expired_rows() {
 fn missing_results_retry_rather_than_lose_rows() {
     let mut world = Script {
         due: vec![row(1, "a"), row(2, "a")],
-        meshes: vec!["a".into()],
+        meshes: vec![mesh("a", 10)],
         ..Script::default()
     };
     tick(&mut world, &Settings::default(), NOW).unwrap();
     assert!(world.settled.iter().all(|o| matches!(&o.verdict, Verdict::Retry { last_error, .. } if last_error == "host_returned_no_result")));
+}
+
+#[test]
+fn a_spent_budget_sends_priority_now_first_and_holds_the_rest_one_token_apart() {
+    let prio = |rowid: i64, p: &str| Row {
+        priority: Some(p.into()),
+        ..row(rowid, "a")
+    };
+    let mut world = Script {
+        due: vec![
+            prio(1, "low"),
+            prio(2, "next"),
+            prio(3, "now"),
+            prio(4, "now"),
+        ],
+        meshes: vec![mesh("a", 2)],
+        results: vec![
+            SendResult::Accepted("m3".into()),
+            SendResult::Accepted("m4".into()),
+        ],
+        ..Script::default()
+    };
+    let report = tick(&mut world, &Settings::default(), NOW).unwrap();
+    assert_eq!(
+        world.sent.iter().map(|d| d.rowid).collect::<Vec<_>>(),
+        [3, 4]
+    );
+    let holds: Vec<(i64, i64)> = world
+        .settled
+        .iter()
+        .filter_map(|o| match o.verdict {
+            Verdict::Hold {
+                next_attempt_at, ..
+            } => Some((o.rowid, next_attempt_at - NOW)),
+            _ => None,
+        })
+        .collect();
+    // `next` before `low`, each a token (100 ms) after the other.
+    assert_eq!(holds, [(1, 200), (2, 100)]);
+    assert_eq!((report.done, report.held, report.retried), (2, 2, 0));
+}
+
+#[test]
+fn a_down_or_spent_mesh_is_left_unclaimed_and_wakes_the_loop_at_its_next_token() {
+    let down = MeshLink {
+        open: false,
+        ..mesh("down", 5)
+    };
+    let mut world = Script {
+        meshes: vec![mesh("a", 3), down, mesh("spent", 0)],
+        ..Script::default()
+    };
+    let report = tick(&mut world, &Settings::default(), NOW).unwrap();
+    assert!(
+        world.calls.contains(&format!(
+            r#"claim_due({NOW},32,30000,skip=["down", "spent"])"#
+        )),
+        "{:?}",
+        world.calls
+    );
+    // The spent mesh's next token (NOW + 40) comes before the next due row.
+    assert_eq!(report.next_due_at, Some(NOW + 40));
+    let mut single = Script {
+        meshes: vec![MeshLink {
+            open: false,
+            ..mesh("only", 5)
+        }],
+        ..Script::default()
+    };
+    tick(&mut single, &Settings::default(), NOW).unwrap();
+    assert!(single.calls[2].ends_with(r#"skip=["only"]+unnamed)"#));
+}
+
+#[test]
+fn a_send_over_budget_is_held_without_an_attempt_and_link_failures_log_once() {
+    let mut world = Script {
+        due: (1..=4).map(|i| row(i, "a")).collect(),
+        meshes: vec![mesh("a", 10)],
+        results: vec![
+            SendResult::Failed(RATE_BUDGET_EMPTY.into()),
+            SendResult::Failed("link_not_open".into()),
+            SendResult::Failed("link_not_open".into()),
+            SendResult::Failed("link_not_open".into()),
+        ],
+        ..Script::default()
+    };
+    let report = tick(&mut world, &Settings::default(), NOW).unwrap();
+    assert!(matches!(
+        world.settled[0].verdict,
+        Verdict::Hold {
+            last_error: None,
+            ..
+        }
+    ));
+    assert_eq!((report.held, report.retried), (1, 3));
+    assert_eq!(world.logs, ["drain_send_threw"], "one line for three rows");
 }

@@ -16,7 +16,7 @@ use crate::error::{StoreError, sqlite};
 use crate::lenient::Defects;
 use crate::outbox::Outbox;
 use rusqlite::params;
-use sluice_policy::{Row, TimestampMs};
+use sluice_policy::{ClaimFilter, Row, TimestampMs};
 
 /// The most rows one claim may take. Bounds the time the write lock is held
 /// and the memory of one batch; a larger limit is a caller's bug.
@@ -37,7 +37,41 @@ pub(crate) const CLAIM_SQL: &str = "UPDATE outbox
     RETURNING rowid, id, client_message_id, request_fingerprint, payload, enqueued_at, attempts,
         mesh, target_spec, nonce, ciphertext, priority, sender_session_pubkey";
 
+/// The claim when some daemon-link rows are to be left alone (`?4`: a JSON
+/// array of mesh names; `?5`: also rows without a mesh). Kept apart from
+/// `CLAIM_SQL` so the common claim pays nothing for the filter; this one
+/// still walks the due index, stepping over the rows it leaves.
+pub(crate) const CLAIM_FILTERED_SQL: &str = "UPDATE outbox
+    SET status = 'inflight', attempts = COALESCE(attempts, 0) + 1, next_attempt_at = ?2
+    WHERE rowid IN (
+        SELECT rowid FROM outbox
+        WHERE status = 'pending' AND next_attempt_at <= ?1
+            AND NOT (COALESCE(sender_session_pubkey, '') = ''
+                AND (mesh IN (SELECT value FROM json_each(?4))
+                    OR (?5 AND COALESCE(mesh, '') = '')))
+        ORDER BY next_attempt_at, enqueued_at
+        LIMIT ?3)
+    RETURNING rowid, id, client_message_id, request_fingerprint, payload, enqueued_at, attempts,
+        mesh, target_spec, nonce, ciphertext, priority, sender_session_pubkey";
+
+/// `skip` as the JSON array `CLAIM_FILTERED_SQL` and the filtered
+/// next-due query read.
+pub(crate) fn skip_json(skip: &ClaimFilter) -> String {
+    // Serializing a list of strings cannot fail.
+    serde_json::to_string(&skip.skip_meshes).unwrap_or_else(|_| "[]".to_string())
+}
+
 impl Outbox {
+    /// [`Outbox::claim_due_except`] with nothing left out.
+    pub fn claim_due(
+        &mut self,
+        now: TimestampMs,
+        limit: u32,
+        lease_ms: i64,
+    ) -> Result<Vec<Row>, StoreError> {
+        self.claim_due_except(now, limit, lease_ms, &ClaimFilter::default())
+    }
+
     /// Claims up to `limit` rows that are `pending` with `next_attempt_at <=
     /// now`, earliest due first (then oldest enqueued): each becomes
     /// `inflight`, its `attempts` goes up by one and `next_attempt_at` becomes
@@ -51,11 +85,15 @@ impl Outbox {
     ///
     /// A row whose values cannot be read as their declared types is still
     /// claimed, with defaults and `Row::defect` saying what was found.
-    pub fn claim_due(
+    ///
+    /// Rows `skip` names (daemon-link rows of meshes whose link is down or
+    /// whose budget is spent) stay `pending` and untouched.
+    pub fn claim_due_except(
         &mut self,
         now: TimestampMs,
         limit: u32,
         lease_ms: i64,
+        skip: &ClaimFilter,
     ) -> Result<Vec<Row>, StoreError> {
         if limit > CLAIM_ROWS_MAX {
             return Err(StoreError::ClaimLimit {
@@ -71,10 +109,24 @@ impl Outbox {
         }
         let mut rows = self.write("claim", |tx, path| {
             let map = sqlite(path, "claim");
-            let mut stmt = tx.prepare_cached(CLAIM_SQL).map_err(&map)?;
-            let mut cursor = stmt
-                .query(params![now, now.saturating_add(lease_ms), limit])
-                .map_err(&map)?;
+            let lease_end = now.saturating_add(lease_ms);
+            let (mut stmt, filtered) = if skip.is_empty() {
+                (tx.prepare_cached(CLAIM_SQL).map_err(&map)?, false)
+            } else {
+                (tx.prepare_cached(CLAIM_FILTERED_SQL).map_err(&map)?, true)
+            };
+            let mut cursor = if filtered {
+                stmt.query(params![
+                    now,
+                    lease_end,
+                    limit,
+                    skip_json(skip),
+                    skip.skip_unnamed
+                ])
+            } else {
+                stmt.query(params![now, lease_end, limit])
+            }
+            .map_err(&map)?;
             let mut rows = Vec::with_capacity(limit.min(CLAIM_ROWS_PREALLOCATED) as usize);
             while let Some(row) = cursor.next().map_err(&map)? {
                 rows.push(decode(row).map_err(&map)?);
@@ -113,6 +165,17 @@ fn decode(r: &rusqlite::Row<'_>) -> rusqlite::Result<Row> {
 #[allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 mod tests {
     use super::*;
+
+    #[test]
+    fn skip_lists_are_json_arrays_of_strings() {
+        let skip = ClaimFilter {
+            skip_meshes: vec!["a".into(), "q\"b\\".into(), "\n".into()],
+            skip_unnamed: false,
+        };
+        let parsed: Vec<String> = serde_json::from_str(&skip_json(&skip)).unwrap();
+        assert_eq!(parsed, skip.skip_meshes);
+        assert_eq!(skip_json(&ClaimFilter::default()), "[]");
+    }
 
     #[test]
     fn the_claim_walks_the_due_index_without_sorting() {

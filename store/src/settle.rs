@@ -1,6 +1,6 @@
 //! `settle`: applies the outcomes of a claimed batch in one transaction.
 //!
-//! Owns: the three verdict statements and their compare-and-set. Not here:
+//! Owns: the four verdict statements and their compare-and-set. Not here:
 //! deciding the verdicts (the policy).
 //!
 //! Every statement matches `rowid AND status = 'inflight' AND attempts = ?`:
@@ -28,6 +28,14 @@ const RETRY_SQL: &str = "UPDATE outbox
     SET status = 'pending', next_attempt_at = ?3, last_error = ?4
     WHERE rowid = ?1 AND status = 'inflight' AND attempts = ?2";
 
+/// The attempt the claim counted is given back: the row was not sent, or
+/// was refused for its member's rate rather than for itself. `last_error`
+/// changes only when the hold gives one.
+const HOLD_SQL: &str = "UPDATE outbox
+    SET status = 'pending', attempts = attempts - 1, next_attempt_at = ?3,
+        last_error = COALESCE(?4, last_error)
+    WHERE rowid = ?1 AND status = 'inflight' AND attempts = ?2";
+
 impl Outbox {
     /// Applies every outcome in one `BEGIN IMMEDIATE` transaction and returns
     /// how many rows changed: outcomes whose claim no longer holds are skipped,
@@ -43,6 +51,7 @@ impl Outbox {
             let mut done = tx.prepare_cached(DONE_SQL).map_err(&map)?;
             let mut dead = tx.prepare_cached(DEAD_SQL).map_err(&map)?;
             let mut retry = tx.prepare_cached(RETRY_SQL).map_err(&map)?;
+            let mut hold = tx.prepare_cached(HOLD_SQL).map_err(&map)?;
             let mut changed: u32 = 0;
             for Outcome {
                 rowid,
@@ -60,6 +69,10 @@ impl Outbox {
                         next_attempt_at,
                         last_error,
                     } => retry.execute(params![rowid, attempts, next_attempt_at, last_error]),
+                    Verdict::Hold {
+                        next_attempt_at,
+                        last_error,
+                    } => hold.execute(params![rowid, attempts, next_attempt_at, last_error]),
                 }
                 .map_err(&map)?;
                 // Each statement changes at most one row (rowid is unique).

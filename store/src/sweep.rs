@@ -4,11 +4,12 @@
 //! Owns: those four statements, each written so SQLite answers it from the
 //! `outbox_due` index. Not here: how often they run (the policy's tick).
 
+use crate::claim::skip_json;
 use crate::error::{StoreError, sqlite};
 use crate::lenient::integer_or_none;
 use crate::outbox::Outbox;
-use rusqlite::params;
-use sluice_policy::TimestampMs;
+use rusqlite::{OptionalExtension as _, params};
+use sluice_policy::{ClaimFilter, TimestampMs};
 
 /// `next_attempt_at` stays: a reclaimed row is due at once, and the attempt
 /// its lost claim used stays counted.
@@ -25,6 +26,16 @@ const EXPIRE_INFLIGHT_SQL: &str = "UPDATE outbox SET status = 'dead', last_error
 /// MIN over one status: with the status fixed, SQLite reads the first entry
 /// of the index range instead of aggregating the rows.
 const EARLIEST_SQL: &str = "SELECT MIN(next_attempt_at) FROM outbox WHERE status = ?1";
+
+/// The earliest due pending row that a claim with the same filter would
+/// take (see `CLAIM_FILTERED_SQL`): walks the due index in order and stops
+/// at the first row the filter lets through.
+const EARLIEST_FILTERED_SQL: &str = "SELECT next_attempt_at FROM outbox
+    WHERE status = 'pending'
+        AND NOT (COALESCE(sender_session_pubkey, '') = ''
+            AND (mesh IN (SELECT value FROM json_each(?1))
+                OR (?2 AND COALESCE(mesh, '') = '')))
+    ORDER BY next_attempt_at LIMIT 1";
 
 const OPEN_WORK_SQL: &str = "SELECT
     (SELECT COUNT(*) FROM outbox WHERE status = 'pending')
@@ -62,12 +73,35 @@ impl Outbox {
     /// The earliest `next_attempt_at` of any `pending` or `inflight` row: when
     /// a pending row becomes due or a lease runs out. `None` when no work is open.
     pub fn next_due_at(&mut self) -> Result<Option<TimestampMs>, StoreError> {
+        self.next_due_at_except(&ClaimFilter::default())
+    }
+
+    /// [`Outbox::next_due_at`] leaving out the pending rows `skip` names (a
+    /// claim with that filter would not take them). Leases always count.
+    pub fn next_due_at_except(
+        &mut self,
+        skip: &ClaimFilter,
+    ) -> Result<Option<TimestampMs>, StoreError> {
         let map = sqlite(&self.path, "finding the next due row");
+        let pending = if skip.is_empty() {
+            let mut stmt = self.conn.prepare_cached(EARLIEST_SQL).map_err(&map)?;
+            stmt.query_row(["pending"], |r| Ok(integer_or_none(r.get_ref(0)?)))
+        } else {
+            let mut stmt = self
+                .conn
+                .prepare_cached(EARLIEST_FILTERED_SQL)
+                .map_err(&map)?;
+            stmt.query_row(params![skip_json(skip), skip.skip_unnamed], |r| {
+                Ok(integer_or_none(r.get_ref(0)?))
+            })
+            .optional()
+            .map(Option::flatten)
+        }
+        .map_err(&map)?;
         let mut stmt = self.conn.prepare_cached(EARLIEST_SQL).map_err(&map)?;
-        let mut earliest =
-            |status: &str| stmt.query_row([status], |r| Ok(integer_or_none(r.get_ref(0)?)));
-        let pending = earliest("pending").map_err(&map)?;
-        let inflight = earliest("inflight").map_err(&map)?;
+        let inflight = stmt
+            .query_row(["inflight"], |r| Ok(integer_or_none(r.get_ref(0)?)))
+            .map_err(&map)?;
         Ok(match (pending, inflight) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),

@@ -28,8 +28,10 @@ impl<W: World> store::Host for GuestState<W> {
         now: i64,
         limit: u32,
         lease_ms: i64,
+        skip: types::ClaimFilter,
     ) -> Result<Vec<types::Row>, String> {
-        let rows = self.timed(|w| w.claim_due(now, limit, lease_ms))?;
+        let skip = filter_from_wit(skip);
+        let rows = self.timed(|w| w.claim_due(now, limit, lease_ms, &skip))?;
         Ok(rows.into_iter().map(row_to_wit).collect())
     }
 
@@ -46,14 +48,29 @@ impl<W: World> store::Host for GuestState<W> {
         self.timed(|w| w.expire(now, cutoff))
     }
 
-    fn next_due_at(&mut self) -> Result<Option<i64>, String> {
-        self.timed(|w| w.next_due_at())
+    fn next_due_at(&mut self, skip: types::ClaimFilter) -> Result<Option<i64>, String> {
+        let skip = filter_from_wit(skip);
+        self.timed(|w| w.next_due_at(&skip))
     }
 }
 
 impl<W: World> links::Host for GuestState<W> {
-    fn meshes(&mut self) -> Vec<String> {
-        self.timed(|w| w.meshes())
+    fn mesh_links(&mut self) -> Vec<types::MeshLink> {
+        let links = self.timed(|w| w.mesh_links());
+        links
+            .into_iter()
+            .map(|l| types::MeshLink {
+                slug: l.slug,
+                open: l.open,
+                tokens: l.tokens,
+                next_token_at: l.next_token_at,
+                per_minute: l.per_minute,
+            })
+            .collect()
+    }
+
+    fn throttle(&mut self, mesh: String) {
+        self.timed(|w| w.throttle(&mesh));
     }
 
     fn session_states(&mut self, pubkeys: Vec<String>) -> Vec<types::SessionState> {
@@ -107,6 +124,13 @@ impl<W: World> env::Host for GuestState<W> {
     }
 }
 
+fn filter_from_wit(f: types::ClaimFilter) -> policy::ClaimFilter {
+    policy::ClaimFilter {
+        skip_meshes: f.skip_meshes,
+        skip_unnamed: f.skip_unnamed,
+    }
+}
+
 fn row_to_wit(r: policy::Row) -> types::Row {
     types::Row {
         rowid: r.rowid,
@@ -152,6 +176,10 @@ fn outcome_from_wit(o: types::Outcome) -> policy::Outcome {
         types::Verdict::Retry(r) => policy::Verdict::Retry {
             next_attempt_at: r.next_attempt_at,
             last_error: r.last_error,
+        },
+        types::Verdict::Hold(h) => policy::Verdict::Hold {
+            next_attempt_at: h.next_attempt_at,
+            last_error: h.last_error,
         },
     };
     policy::Outcome {

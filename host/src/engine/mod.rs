@@ -43,7 +43,7 @@ pub enum LoadError {
     )]
     NotComponent { source_name: String, cause: String },
     #[error(
-        "policy {source_name} does not fit the contract sluice:drain@0.1.0 ({cause}): build it against this host's wit/drain.wit"
+        "policy {source_name} does not fit the contract sluice:drain@0.2.0 ({cause}): build it against this host's wit/drain.wit"
     )]
     Contract { source_name: String, cause: String },
     #[error("policy {source_name} failed while starting ({cause})")]
@@ -251,6 +251,7 @@ impl<W: World + Send + 'static> PolicyRunner<W> {
                 done: r.done,
                 dead: r.dead,
                 retried: r.retried,
+                held: r.held,
                 reclaimed: r.reclaimed,
                 expired: r.expired,
                 more_due: r.more_due,

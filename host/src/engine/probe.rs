@@ -2,13 +2,19 @@
 //! `configure()` must not need the store, the links or the clock, so every
 //! call here fails or answers emptily.
 
-use sluice_policy::World;
+use sluice_policy::{ClaimFilter, MeshLink, World};
 
 /// A world for validation: `info` and `configure` must not call imports.
 pub(super) struct ProbeWorld;
 
 impl World for ProbeWorld {
-    fn claim_due(&mut self, _: i64, _: u32, _: i64) -> Result<Vec<sluice_policy::Row>, String> {
+    fn claim_due(
+        &mut self,
+        _: i64,
+        _: u32,
+        _: i64,
+        _: &ClaimFilter,
+    ) -> Result<Vec<sluice_policy::Row>, String> {
         Err("not available while loading".into())
     }
     fn settle(&mut self, _: Vec<sluice_policy::Outcome>) -> Result<u32, String> {
@@ -20,12 +26,13 @@ impl World for ProbeWorld {
     fn expire(&mut self, _: i64, _: i64) -> Result<u32, String> {
         Err("not available while loading".into())
     }
-    fn next_due_at(&mut self) -> Result<Option<i64>, String> {
+    fn next_due_at(&mut self, _: &ClaimFilter) -> Result<Option<i64>, String> {
         Err("not available while loading".into())
     }
-    fn meshes(&mut self) -> Vec<String> {
+    fn mesh_links(&mut self) -> Vec<MeshLink> {
         Vec::new()
     }
+    fn throttle(&mut self, _: &str) {}
     fn session_states(&mut self, pubkeys: Vec<String>) -> Vec<sluice_policy::SessionState> {
         vec![sluice_policy::SessionState::Absent; pubkeys.len()]
     }

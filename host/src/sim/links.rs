@@ -8,7 +8,7 @@
 
 use super::profile::{FaultCounts, Profile};
 use super::rng::SimRng;
-use sluice_policy::{Route, SessionState};
+use sluice_policy::{MeshLink, Route, SessionState, TimestampMs};
 use std::collections::BTreeMap;
 
 /// Where a flipping session link lands: weights of absent, connecting, open.
@@ -91,6 +91,21 @@ impl SimLinks {
     /// Meshes with a daemon link, open or not, in a fixed order.
     pub fn meshes(&self) -> Vec<String> {
         self.daemon_up.keys().cloned().collect()
+    }
+
+    /// The daemon links as the policy sees them. The simulated broker sets no
+    /// rate limit, so every budget is unlimited.
+    pub fn mesh_links(&self, now: TimestampMs) -> Vec<MeshLink> {
+        self.daemon_up
+            .iter()
+            .map(|(slug, up)| MeshLink {
+                slug: slug.clone(),
+                open: *up,
+                tokens: u32::MAX,
+                next_token_at: now,
+                per_minute: 0,
+            })
+            .collect()
     }
 
     pub fn session_states(&self, pubkeys: &[String]) -> Vec<SessionState> {

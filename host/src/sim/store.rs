@@ -14,7 +14,7 @@
 //! row — and `update` notes the row as touched, so the invariant checks can
 //! look at the rows a tick changed instead of the whole table.
 
-use sluice_policy::{Outcome, Row, TimestampMs, Verdict};
+use sluice_policy::{ClaimFilter, Outcome, Row, TimestampMs, Verdict};
 use std::collections::{BTreeMap, BTreeSet};
 
 /// The most rows one claim may take (as `sluice_store::CLAIM_ROWS_MAX`).
@@ -119,6 +119,7 @@ impl SimStore {
         now: TimestampMs,
         limit: u32,
         lease_ms: i64,
+        skip: &ClaimFilter,
     ) -> Result<Vec<Row>, String> {
         if limit > CLAIM_ROWS_MAX {
             return Err(format!(
@@ -132,6 +133,7 @@ impl SimStore {
             .due
             .iter()
             .take_while(|(due, _, _)| *due <= now)
+            .filter(|(_, _, rowid)| !self.skipped(*rowid, skip))
             .take(limit as usize)
             .map(|(_, _, rowid)| *rowid)
             .collect();
@@ -191,6 +193,17 @@ impl SimStore {
                 r.next_attempt_at = *next_attempt_at;
                 r.last_error = Some(last_error.clone());
             }
+            Verdict::Hold {
+                next_attempt_at,
+                last_error,
+            } => {
+                r.status = Status::Pending;
+                r.row.attempts = r.row.attempts.saturating_sub(1);
+                r.next_attempt_at = *next_attempt_at;
+                if let Some(error) = last_error {
+                    r.last_error = Some(error.clone());
+                }
+            }
         })
         .is_some()
     }
@@ -238,8 +251,28 @@ impl SimStore {
     }
 
     /// The earliest `next_attempt_at` of any pending or inflight row.
-    pub fn next_due_at(&self) -> Option<TimestampMs> {
-        let pending = self.due.first().map(|(due, _, _)| *due);
+    /// Whether `skip` leaves the row out, as the real store's filtered claim
+    /// does: a daemon-link row of a skipped mesh.
+    fn skipped(&self, rowid: i64, skip: &ClaimFilter) -> bool {
+        let Some(stored) = self.rows.get(&rowid) else {
+            return false;
+        };
+        let row = &stored.row;
+        let mesh = row.mesh.as_deref().unwrap_or("");
+        row.sender_session_pubkey
+            .as_deref()
+            .unwrap_or("")
+            .is_empty()
+            && (skip.skip_meshes.iter().any(|m| m == mesh)
+                || (skip.skip_unnamed && mesh.is_empty()))
+    }
+
+    pub fn next_due_at(&self, skip: &ClaimFilter) -> Option<TimestampMs> {
+        let pending = self
+            .due
+            .iter()
+            .find(|(_, _, rowid)| !self.skipped(*rowid, skip))
+            .map(|(due, _, _)| *due);
         let inflight = self.leases.first().map(|(end, _)| *end);
         match (pending, inflight) {
             (Some(a), Some(b)) => Some(a.min(b)),

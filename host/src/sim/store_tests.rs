@@ -38,7 +38,9 @@ fn claim_takes_due_rows_earliest_due_first_and_leases_them() {
         stored(3, 2, 10),
         stored(4, 0, 500),
     ]);
-    let rows = store.claim_due(100, 2, 30).unwrap();
+    let rows = store
+        .claim_due(100, 2, 30, &ClaimFilter::default())
+        .unwrap();
     assert_eq!(
         rows.iter()
             .map(|r| (r.rowid, r.attempts))
@@ -47,19 +49,26 @@ fn claim_takes_due_rows_earliest_due_first_and_leases_them() {
     );
     assert_eq!(store.get(2).unwrap().next_attempt_at, 130);
     assert_eq!(
-        store.claim_due(100, 10, 30).unwrap().len(),
+        store
+            .claim_due(100, 10, 30, &ClaimFilter::default())
+            .unwrap()
+            .len(),
         1,
         "row 4 is not due"
     );
-    assert_eq!(store.next_due_at(), Some(130));
-    assert!(store.claim_due(100, CLAIM_ROWS_MAX + 1, 30).is_err());
-    assert!(store.claim_due(100, 1, 0).is_err());
+    assert_eq!(store.next_due_at(&ClaimFilter::default()), Some(130));
+    assert!(
+        store
+            .claim_due(100, CLAIM_ROWS_MAX + 1, 30, &ClaimFilter::default())
+            .is_err()
+    );
+    assert!(store.claim_due(100, 1, 0, &ClaimFilter::default()).is_err());
 }
 
 #[test]
 fn settle_applies_only_to_the_claim_that_holds() {
     let mut store = SimStore::new(vec![stored(1, 0, 0), stored(2, 0, 0)]);
-    store.claim_due(0, 10, 30).unwrap();
+    store.claim_due(0, 10, 30, &ClaimFilter::default()).unwrap();
     let applied = store.settle(&[retry(1, 1, 99), retry(2, 7, 99), retry(3, 1, 99)]);
     assert_eq!(applied, [true, false, false]);
     assert_eq!(
@@ -74,7 +83,7 @@ fn settle_applies_only_to_the_claim_that_holds() {
 #[test]
 fn reclaim_and_expire_follow_the_lease() {
     let mut store = SimStore::new(vec![stored(1, 0, 0), stored(2, 1_000, 0)]);
-    store.claim_due(0, 10, 30).unwrap();
+    store.claim_due(0, 10, 30, &ClaimFilter::default()).unwrap();
     assert!(
         store.expire(10, 5_000).is_empty(),
         "live leases are not expired"
@@ -96,7 +105,7 @@ fn every_change_is_noted_as_touched_and_the_age_index_follows_status() {
         "loading rows is not a change"
     );
     assert_eq!(store.oldest_pending().map(|r| r.row.rowid), Some(3));
-    store.claim_due(0, 10, 30).unwrap();
+    store.claim_due(0, 10, 30, &ClaimFilter::default()).unwrap();
     assert_eq!(store.take_touched().into_iter().collect::<Vec<_>>(), [1, 2]);
     assert_eq!(
         store.expire(0, 100),

@@ -13,7 +13,10 @@ use super::profile::{FaultCounts, Profile};
 use super::rng::SimRng;
 use super::store::SimStore;
 use crate::world::RANDOM_BYTES_MAX;
-use sluice_policy::{Dispatch, Level, Outcome, Row, SendResult, SessionState, TimestampMs, World};
+use sluice_policy::{
+    ClaimFilter, Dispatch, Level, MeshLink, Outcome, Row, SendResult, SessionState, TimestampMs,
+    World,
+};
 use std::collections::{BTreeMap, BTreeSet};
 
 /// Distinct log event names counted; more would let a confused policy grow
@@ -50,6 +53,9 @@ pub struct TickJournal {
     pub crashed: bool,
     /// Every row the tick changed.
     pub touched: BTreeSet<i64>,
+    /// The rows the tick's claim left alone (links down): its next-due
+    /// report may ignore them.
+    pub skip: ClaimFilter,
 }
 
 /// The simulated host.
@@ -144,9 +150,11 @@ impl World for SimWorld {
         now: TimestampMs,
         limit: u32,
         lease_ms: i64,
+        skip: &ClaimFilter,
     ) -> Result<Vec<Row>, String> {
         self.alive()?;
-        let rows = self.store.claim_due(now, limit, lease_ms)?;
+        self.journal.skip = skip.clone();
+        let rows = self.store.claim_due(now, limit, lease_ms, skip)?;
         self.journal
             .claims
             .extend(rows.iter().map(|r| (r.rowid, r.attempts)));
@@ -185,13 +193,17 @@ impl World for SimWorld {
         Ok(count)
     }
 
-    fn next_due_at(&mut self) -> Result<Option<TimestampMs>, String> {
+    fn next_due_at(&mut self, skip: &ClaimFilter) -> Result<Option<TimestampMs>, String> {
         self.alive()?;
-        Ok(self.store.next_due_at())
+        Ok(self.store.next_due_at(skip))
     }
 
-    fn meshes(&mut self) -> Vec<String> {
-        self.broker.links.meshes()
+    fn mesh_links(&mut self) -> Vec<MeshLink> {
+        self.broker.links.mesh_links(self.clock_ms)
+    }
+
+    fn throttle(&mut self, _mesh: &str) {
+        // The simulated broker has no rate limit: nothing to slow.
     }
 
     fn session_states(&mut self, pubkeys: Vec<String>) -> Vec<SessionState> {

@@ -5,22 +5,31 @@
 //! difference in behaviour, never in formatting.
 
 use serde_json::{Value, json};
-use sluice_policy::{Dispatch, Level, Outcome};
+use sluice_policy::{ClaimFilter, Dispatch, Level, Outcome};
 
 pub const CLAIM_DUE: &str = "store.claim-due";
 pub const SETTLE: &str = "store.settle";
 pub const RECLAIM: &str = "store.reclaim";
 pub const EXPIRE: &str = "store.expire";
 pub const NEXT_DUE_AT: &str = "store.next-due-at";
-pub const MESHES: &str = "links.meshes";
+pub const MESH_LINKS: &str = "links.mesh-links";
+pub const THROTTLE: &str = "links.throttle";
 pub const SESSION_STATES: &str = "links.session-states";
 pub const SEND_BATCH: &str = "links.send-batch";
 pub const NOW: &str = "env.now";
 pub const RANDOM_BYTES: &str = "env.random-bytes";
 pub const LOG: &str = "env.log";
 
-pub fn claim_due(now: i64, limit: u32, lease_ms: i64) -> Value {
-    json!({ "now": now, "limit": limit, "lease_ms": lease_ms })
+pub fn claim_due(now: i64, limit: u32, lease_ms: i64, skip: &ClaimFilter) -> Value {
+    json!({ "now": now, "limit": limit, "lease_ms": lease_ms, "skip": skip })
+}
+
+pub fn next_due_at(skip: &ClaimFilter) -> Value {
+    json!({ "skip": skip })
+}
+
+pub fn throttle(mesh: &str) -> Value {
+    json!({ "mesh": mesh })
 }
 
 pub fn settle(outcomes: &[Outcome]) -> Value {

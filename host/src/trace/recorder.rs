@@ -4,7 +4,10 @@
 use super::{Call, Event, TickResult, TraceWriter, calls};
 use serde::Serialize;
 use serde_json::Value;
-use sluice_policy::{Dispatch, Level, Outcome, Row, SendResult, SessionState, TimestampMs, World};
+use sluice_policy::{
+    ClaimFilter, Dispatch, Level, MeshLink, Outcome, Row, SendResult, SessionState, TimestampMs,
+    World,
+};
 
 /// Wraps a world; records when it holds a writer.
 pub struct Recorder<W> {
@@ -68,11 +71,12 @@ impl<W: World> World for Recorder<W> {
         now: TimestampMs,
         limit: u32,
         lease_ms: i64,
+        skip: &ClaimFilter,
     ) -> Result<Vec<Row>, String> {
-        let result = self.inner.claim_due(now, limit, lease_ms);
+        let result = self.inner.claim_due(now, limit, lease_ms, skip);
         self.record(
             calls::CLAIM_DUE,
-            || calls::claim_due(now, limit, lease_ms),
+            || calls::claim_due(now, limit, lease_ms, skip),
             &result,
         );
         result
@@ -97,16 +101,21 @@ impl<W: World> World for Recorder<W> {
         result
     }
 
-    fn next_due_at(&mut self) -> Result<Option<TimestampMs>, String> {
-        let result = self.inner.next_due_at();
-        self.record(calls::NEXT_DUE_AT, calls::none, &result);
+    fn next_due_at(&mut self, skip: &ClaimFilter) -> Result<Option<TimestampMs>, String> {
+        let result = self.inner.next_due_at(skip);
+        self.record(calls::NEXT_DUE_AT, || calls::next_due_at(skip), &result);
         result
     }
 
-    fn meshes(&mut self) -> Vec<String> {
-        let result = self.inner.meshes();
-        self.record(calls::MESHES, calls::none, &result);
+    fn mesh_links(&mut self) -> Vec<MeshLink> {
+        let result = self.inner.mesh_links();
+        self.record(calls::MESH_LINKS, calls::none, &result);
         result
+    }
+
+    fn throttle(&mut self, mesh: &str) {
+        self.record(calls::THROTTLE, || calls::throttle(mesh), &());
+        self.inner.throttle(mesh);
     }
 
     fn session_states(&mut self, pubkeys: Vec<String>) -> Vec<SessionState> {

@@ -1,7 +1,7 @@
 //! claim_due: which rows, in what order, and what it does to them.
 
 use crate::common::{LEASE_MS, ids, outbox_with, row, rows, state};
-use sluice_policy::Row;
+use sluice_policy::{ClaimFilter, Row};
 use sluice_store::{CLAIM_ROWS_MAX, NewRow, StoreError};
 
 #[test]
@@ -135,4 +135,35 @@ fn a_zero_limit_claims_nothing_and_bad_bounds_are_refused() {
         "pending",
         "a refused claim changed a row"
     );
+}
+
+#[test]
+fn a_filtered_claim_leaves_the_daemon_rows_of_skipped_meshes_alone() {
+    let in_mesh = |id: &str, due: i64, mesh: Option<&str>, session: Option<&str>| NewRow {
+        mesh: mesh.map(str::to_string),
+        sender_session_pubkey: session.map(str::to_string),
+        ..row(id, due, due)
+    };
+    let (_dir, mut outbox) = outbox_with(&[
+        in_mesh("down-1", 1, Some("down"), None),
+        in_mesh("up-1", 2, Some("up"), None),
+        in_mesh("down-session", 3, Some("down"), Some("abcd")),
+        in_mesh("unnamed", 4, None, None),
+        in_mesh("down-2", 5, Some("down"), None),
+    ]);
+    let skip = ClaimFilter {
+        skip_meshes: vec!["down".into()],
+        skip_unnamed: true,
+    };
+    // The earliest row the filter lets through is due at 2.
+    assert_eq!(outbox.next_due_at_except(&skip).unwrap(), Some(2));
+    let claimed = outbox.claim_due_except(100, 10, LEASE_MS, &skip).unwrap();
+    assert_eq!(ids(&claimed), ["up-1", "down-session"]);
+    assert_eq!(state(&mut outbox, "down-1").attempts, 0);
+    assert_eq!(
+        outbox.next_due_at_except(&skip).unwrap(),
+        Some(100 + LEASE_MS)
+    );
+    let rest = outbox.claim_due(100, 10, LEASE_MS).unwrap();
+    assert_eq!(ids(&rest), ["down-1", "unnamed", "down-2"]);
 }

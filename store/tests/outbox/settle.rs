@@ -182,3 +182,39 @@ fn a_second_outcome_for_a_settled_claim_changes_nothing() {
     assert_eq!(state(&mut outbox, "r0000").status, "done");
     assert_eq!(outbox.settle(&[]).unwrap(), 0);
 }
+
+#[test]
+fn a_hold_gives_the_attempt_back_and_keeps_the_error_unless_given_one() {
+    let (_dir, mut outbox) = outbox_with(&rows(1));
+    let hold = |rowid, attempts, last_error: Option<&str>| Outcome {
+        rowid,
+        attempts,
+        verdict: Verdict::Hold {
+            next_attempt_at: 6000,
+            last_error: last_error.map(str::to_string),
+        },
+    };
+    let row = outbox.claim_due(5000, 1, LEASE_MS).unwrap().remove(0);
+    let refused = "rate_limit: max 60 msg/min (burst 10) — slow down";
+    assert_eq!(
+        outbox.settle(&[hold(row.rowid, 1, Some(refused))]).unwrap(),
+        1
+    );
+    let s = state(&mut outbox, "r0000");
+    assert_eq!(
+        (s.status.as_str(), s.attempts, s.next_attempt_at),
+        ("pending", 0, 6000)
+    );
+    assert_eq!(s.last_error.as_deref(), Some(refused));
+    assert!(outbox.claim_due(5999, 1, LEASE_MS).unwrap().is_empty());
+    let row = outbox.claim_due(6000, 1, LEASE_MS).unwrap().remove(0);
+    assert_eq!(row.attempts, 1, "the held claim's attempt was given back");
+    assert_eq!(outbox.settle(&[hold(row.rowid, 1, None)]).unwrap(), 1);
+    assert_eq!(
+        state(&mut outbox, "r0000").last_error.as_deref(),
+        Some(refused)
+    );
+    // A hold from a claim that no longer holds the row changes nothing.
+    let row = outbox.claim_due(6000, 1, LEASE_MS).unwrap().remove(0);
+    assert_eq!(outbox.settle(&[hold(row.rowid, 2, None)]).unwrap(), 0);
+}

@@ -118,7 +118,7 @@ pub(super) fn check_report(report: &TickReport, tick: &TickView<'_>) -> Result<(
         .clone()
         .filter(|o| matches!(o.verdict, Verdict::Done { .. }))
         .count();
-    // Dead and retried are checked as a sum: which rows had to die is the
+    // Dead, retried and held are checked as a sum: which rows had to die is the
     // attempts and expiry checks' business, row by row.
     let counts = [
         (
@@ -128,8 +128,11 @@ pub(super) fn check_report(report: &TickReport, tick: &TickView<'_>) -> Result<(
         ),
         ("done", u64::from(report.done), done as u64),
         (
-            "done + dead + retried",
-            u64::from(report.done) + u64::from(report.dead) + u64::from(report.retried),
+            "done + dead + retried + held",
+            u64::from(report.done)
+                + u64::from(report.dead)
+                + u64::from(report.retried)
+                + u64::from(report.held),
             outcomes.count() as u64,
         ),
         (
@@ -152,7 +155,7 @@ pub(super) fn check_report(report: &TickReport, tick: &TickView<'_>) -> Result<(
             });
         }
     }
-    if let Some(due) = tick.store.next_due_at()
+    if let Some(due) = tick.store.next_due_at(&journal.skip)
         && report.next_due_at.is_none_or(|reported| reported > due)
     {
         let reported = format!("{:?}", report.next_due_at);
