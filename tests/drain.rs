@@ -64,7 +64,7 @@ fn permanent_rejection_is_dead_with_the_brokers_error() {
 #[test]
 fn transient_rejection_is_retried_then_done_with_two_attempts() {
     let options = BrokerOptions {
-        reject_transient: vec![("@flaky".into(), 1, "rate_limited".into())],
+        reject_transient: vec![("@flaky".into(), 1, "no connected peer for target".into())],
         ..BrokerOptions::default()
     };
     let broker = TestBroker::start(options);

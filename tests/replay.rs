@@ -12,7 +12,7 @@ use sluice::links::BrokerOptions;
 #[test]
 fn a_recorded_run_replays_identically_and_a_changed_setting_is_named() {
     let broker = TestBroker::start(BrokerOptions {
-        reject_transient: vec![("@flaky".into(), 1, "rate_limited".into())],
+        reject_transient: vec![("@flaky".into(), 1, "timed out upstream".into())],
         ..BrokerOptions::default()
     });
     let setup = Setup::new(&broker.url(), "");
@@ -45,7 +45,7 @@ fn a_recorded_run_replays_identically_and_a_changed_setting_is_named() {
     ]);
     assert_eq!(out.status.code(), Some(1));
     let text = stdout(&out);
-    assert!(text.contains("row shaky") && text.contains("recorded retry at attempt 1 (rate_limited), candidate dead max_attempts: rate_limited"), "{text}");
+    assert!(text.contains("row shaky") && text.contains("recorded retry at attempt 1 (timed out upstream), candidate dead max_attempts: timed out upstream"), "{text}");
     assert!(
         text.contains("no longer"),
         "the what-if output must say what it cannot answer: {text}"

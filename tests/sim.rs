@@ -228,8 +228,18 @@ fn harsh_and_broker_down_profiles_lose_no_row() {
         ("broker-down", 1),
         ("broker-down", 2),
     ] {
+        // With the broker down for good, rows are not claimed while their
+        // link is down: they wait out the 24 h row TTL (half-second ticks).
+        let ticks_max = if profile == "broker-down" {
+            200_000
+        } else {
+            100_000
+        };
         let (outcome, _) = simulate(
-            config(seed, 500, profile),
+            SimConfig {
+                ticks_max,
+                ..config(seed, 500, profile)
+            },
             &SimPolicy::Component(&engine),
             &TraceSink::Off,
         );

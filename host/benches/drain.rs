@@ -189,7 +189,7 @@ fn drain_once(dir: &Path, template: &Path, broker_url: &str, batch: u32, native:
     let key = MemberKey::from_seed(SEED);
     let config = dir.join("bench.toml");
     let text = format!(
-        "outbox = \"run.db\"\n[policy]\nbatch_rows = {batch}\n[[mesh]]\nslug = \"bench\"\nbroker_url = \"{broker_url}\"\nmesh_id = \"mesh_bench\"\nmember_id = \"mem_bench\"\npublic_key = \"{pk}\"\nsecret_key = \"{sk}{pk}\"\n",
+        "outbox = \"run.db\"\n[policy]\nbatch_rows = {batch}\n[[mesh]]\nslug = \"bench\"\nbroker_url = \"{broker_url}\"\nmesh_id = \"mesh_bench\"\nmember_id = \"mem_bench\"\npublic_key = \"{pk}\"\nsecret_key = \"{sk}{pk}\"\nrate_limit_per_minute = 0\n",
         pk = key.public_hex(),
         sk = hex::encode(SEED)
     );

@@ -2,6 +2,7 @@
 //!
 //! ```toml
 //! outbox = "outbox.db"          # relative to this file
+//! cwd = "/srv/app"              # the hellos' `cwd`; default: the working directory
 //! [[mesh]]
 //! slug = "main"
 //! broker_url = "ws://127.0.0.1:7700"
@@ -9,6 +10,16 @@
 //! member_id = "mem_01…"
 //! public_key = "…64 hex…"
 //! secret_key = "…128 hex…"      # or secret_key_file = "member.key"
+//! session_id = "…"              # the hello's sessionId; default: derived, stable
+//! rate_limit_per_minute = 60    # the member's budget on the broker (0: none)
+//! rate_limit_burst = 10
+//! ca_file = "ca.pem"            # extra trust anchors for wss://
+//! [[session]]
+//! mesh = "main"
+//! session_id = "…"
+//! public_key = "…64 hex…"
+//! secret_key = "…128 hex…"      # or secret_key_file
+//! attestation_ttl_hours = 12    # at most 24
 //! [drain]
 //! poll_interval_ms = 500
 //! batches_in_flight = 2
@@ -18,7 +29,8 @@
 //! Unknown keys and bad values are errors that name the key.
 
 use serde::Deserialize;
-use sluice_links::{MemberKey, MeshConfig};
+use sha2::{Digest as _, Sha256};
+use sluice_links::{MemberKey, MeshConfig, SessionLinkConfig, read_ca_file};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -39,6 +51,7 @@ pub enum ConfigError {
 #[serde(deny_unknown_fields)]
 struct RawConfig {
     outbox: PathBuf,
+    cwd: Option<String>,
     #[serde(default)]
     mesh: Vec<RawMesh>,
     #[serde(default)]
@@ -59,6 +72,10 @@ struct RawMesh {
     public_key: String,
     secret_key: Option<String>,
     secret_key_file: Option<PathBuf>,
+    session_id: Option<String>,
+    rate_limit_per_minute: Option<u32>,
+    rate_limit_burst: Option<u32>,
+    ca_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -67,7 +84,9 @@ struct RawSession {
     mesh: String,
     session_id: String,
     public_key: String,
-    secret_key: String,
+    secret_key: Option<String>,
+    secret_key_file: Option<PathBuf>,
+    attestation_ttl_hours: Option<f64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -77,22 +96,20 @@ struct RawDrain {
     batches_in_flight: Option<usize>,
 }
 
-/// A session the config declares (links for sessions come later; until then
-/// every session is reported absent to the policy).
-#[derive(Clone, Debug)]
-pub struct SessionConfig {
-    pub mesh: String,
-    pub session_id: String,
-    pub public_key: String,
-}
-
 /// A checked configuration.
 #[derive(Clone)]
 pub struct Config {
     pub path: PathBuf,
     pub outbox: PathBuf,
     pub meshes: Vec<MeshConfig>,
-    pub sessions: Vec<SessionConfig>,
+    /// One session link each; rows with their `sender_session_pubkey` go
+    /// over it and nowhere else.
+    pub sessions: Vec<SessionLinkConfig>,
+    /// What the hellos say as `cwd` (the real broker needs one).
+    pub cwd: String,
+    /// Per mesh: whether its `session_id` was derived (not given), so a
+    /// second drainer on the same config may take another one.
+    pub derived_session_ids: Vec<bool>,
     pub poll_interval: Duration,
     /// Ticks running at once, each with its own policy instance and SQLite
     /// connection: while one awaits its acks the next claims and settles.
@@ -109,6 +126,14 @@ const POLL_INTERVAL_MS_MAX: u64 = 3_600_000;
 /// cores. The bound stops a typo from opening a connection per row.
 const BATCHES_IN_FLIGHT_DEFAULT: usize = 2;
 const BATCHES_IN_FLIGHT_MAX: usize = 8;
+/// The real broker's budget per member: 60 sends a minute, bursts of 10.
+const RATE_LIMIT_PER_MINUTE_DEFAULT: u32 = 60;
+const RATE_LIMIT_BURST_DEFAULT: u32 = 10;
+/// A burst larger than this is a typo: the broker's own is 10.
+const RATE_LIMIT_BURST_MAX: u32 = 1_000_000;
+/// The broker refuses a session attestation valid for longer than a day.
+const ATTESTATION_TTL_HOURS_MAX: f64 = 24.0;
+const ATTESTATION_TTL_HOURS_DEFAULT: f64 = 12.0;
 
 impl Config {
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
@@ -129,6 +154,7 @@ impl Config {
             toml::from_str(text).map_err(|e| invalid(e.to_string().trim().to_string()))?;
         let base = path.parent().unwrap_or(Path::new("."));
         let mut meshes = Vec::new();
+        let mut derived_session_ids = Vec::new();
         for (i, mesh) in raw.mesh.into_iter().enumerate() {
             if meshes.iter().any(|m: &MeshConfig| m.slug == mesh.slug) {
                 return Err(invalid(format!(
@@ -136,29 +162,32 @@ impl Config {
                     mesh.slug
                 )));
             }
-            meshes.push(mesh_config(i, mesh, base).map_err(invalid)?);
+            derived_session_ids.push(mesh.session_id.is_none());
+            meshes.push(mesh_config(i, mesh, base, path).map_err(invalid)?);
         }
-        let mut sessions = Vec::new();
+        let mut sessions: Vec<SessionLinkConfig> = Vec::new();
         for (i, s) in raw.session.into_iter().enumerate() {
-            if !meshes.iter().any(|m| m.slug == s.mesh) {
+            let session = session_config(i, s, base, &meshes).map_err(invalid)?;
+            let key = session.key.public_hex();
+            if sessions.iter().any(|other| other.key.public_hex() == key) {
                 return Err(invalid(format!(
-                    "session[{i}].mesh: no [[mesh]] has slug `{}`",
-                    s.mesh
+                    "session[{i}].public_key: {key} appears twice; list each session once"
                 )));
             }
-            let key = MemberKey::from_libsodium_hex(&s.secret_key)
-                .map_err(|e| invalid(format!("session[{i}].secret_key: {e}")))?;
-            if !key.public_hex().eq_ignore_ascii_case(&s.public_key) {
-                return Err(invalid(format!(
-                    "session[{i}].public_key does not match session[{i}].secret_key"
-                )));
-            }
-            sessions.push(SessionConfig {
-                mesh: s.mesh,
-                session_id: s.session_id,
-                public_key: s.public_key.to_ascii_lowercase(),
-            });
+            sessions.push(session);
         }
+        let cwd = match raw.cwd {
+            Some(cwd) if cwd.trim().is_empty() => {
+                return Err(invalid(
+                    "cwd is empty: give the directory the hellos should name, or leave cwd out"
+                        .to_string(),
+                ));
+            }
+            Some(cwd) => cwd,
+            None => std::env::current_dir()
+                .map(|d| d.display().to_string())
+                .unwrap_or_else(|_| "/".to_string()),
+        };
         let poll_ms = raw.drain.poll_interval_ms.unwrap_or(500);
         if !(POLL_INTERVAL_MS_MIN..=POLL_INTERVAL_MS_MAX).contains(&poll_ms) {
             return Err(invalid(format!(
@@ -195,6 +224,8 @@ impl Config {
             outbox: base.join(raw.outbox),
             meshes,
             sessions,
+            cwd,
+            derived_session_ids,
             poll_interval: Duration::from_millis(poll_ms),
             batches_in_flight,
             policy,
@@ -202,33 +233,105 @@ impl Config {
     }
 }
 
-fn mesh_config(i: usize, mesh: RawMesh, base: &Path) -> Result<MeshConfig, String> {
+/// A `sessionId` that stays the same across restarts for this config file and
+/// mesh: the broker keeps a closed connection for 90 s, and a reconnect under
+/// another id makes a second presence that can swallow direct messages.
+pub fn derived_session_id(config_path: &Path, slug: &str) -> String {
+    let path = std::fs::canonicalize(config_path).unwrap_or_else(|_| config_path.to_path_buf());
+    let mut hash = Sha256::new();
+    hash.update(path.as_os_str().as_encoded_bytes());
+    hash.update([0]);
+    hash.update(slug.as_bytes());
+    let digest = hash.finalize();
+    format!("sluice-{}", hex::encode(&digest[..8]))
+}
+
+/// A secret key given inline or in a file (relative to the config).
+fn secret(
+    what: &str,
+    inline: Option<String>,
+    file: Option<PathBuf>,
+    base: &Path,
+) -> Result<String, String> {
+    match (inline, file) {
+        (Some(hex), None) => Ok(hex),
+        (None, Some(file)) => {
+            let file = base.join(file);
+            std::fs::read_to_string(&file)
+                .map(|text| text.trim().to_string())
+                .map_err(|e| format!("{what}.secret_key_file {}: {e}", file.display()))
+        }
+        (Some(_), Some(_)) => Err(format!(
+            "{what}: give secret_key or secret_key_file, not both"
+        )),
+        (None, None) => Err(format!("{what}: missing secret_key (or secret_key_file)")),
+    }
+}
+
+fn session_config(
+    i: usize,
+    s: RawSession,
+    base: &Path,
+    meshes: &[MeshConfig],
+) -> Result<SessionLinkConfig, String> {
+    if !meshes.iter().any(|m| m.slug == s.mesh) {
+        return Err(format!(
+            "session[{i}].mesh: no [[mesh]] has slug `{}`",
+            s.mesh
+        ));
+    }
+    if s.session_id.trim().is_empty() {
+        return Err(format!(
+            "session[{i}].session_id is empty: give the session's id"
+        ));
+    }
+    let hex = secret(
+        &format!("session[{i}]"),
+        s.secret_key,
+        s.secret_key_file,
+        base,
+    )?;
+    let key =
+        MemberKey::from_libsodium_hex(&hex).map_err(|e| format!("session[{i}].secret_key: {e}"))?;
+    if !key.public_hex().eq_ignore_ascii_case(&s.public_key) {
+        return Err(format!(
+            "session[{i}].public_key does not match session[{i}].secret_key: copy both from the same session"
+        ));
+    }
+    let hours = s
+        .attestation_ttl_hours
+        .unwrap_or(ATTESTATION_TTL_HOURS_DEFAULT);
+    if !(hours > 0.0 && hours <= ATTESTATION_TTL_HOURS_MAX) {
+        return Err(format!(
+            "session[{i}].attestation_ttl_hours = {hours} is out of range: give more than 0 and at most {ATTESTATION_TTL_HOURS_MAX} (the broker refuses longer)"
+        ));
+    }
+    Ok(SessionLinkConfig {
+        mesh: s.mesh,
+        session_id: s.session_id,
+        key,
+        attestation_ttl: Duration::from_secs_f64(hours * 3600.0),
+    })
+}
+
+fn mesh_config(
+    i: usize,
+    mesh: RawMesh,
+    base: &Path,
+    config_path: &Path,
+) -> Result<MeshConfig, String> {
     if !(mesh.broker_url.starts_with("ws://") || mesh.broker_url.starts_with("wss://")) {
         return Err(format!(
             "mesh[{i}].broker_url = {:?}: give a ws:// or wss:// URL",
             mesh.broker_url
         ));
     }
-    let secret = match (mesh.secret_key, mesh.secret_key_file) {
-        (Some(hex), None) => hex,
-        (None, Some(file)) => {
-            let file = base.join(file);
-            std::fs::read_to_string(&file)
-                .map_err(|e| format!("mesh[{i}].secret_key_file {}: {e}", file.display()))?
-                .trim()
-                .to_string()
-        }
-        (Some(_), Some(_)) => {
-            return Err(format!(
-                "mesh[{i}]: give secret_key or secret_key_file, not both"
-            ));
-        }
-        (None, None) => {
-            return Err(format!(
-                "mesh[{i}]: missing secret_key (or secret_key_file)"
-            ));
-        }
-    };
+    let secret = secret(
+        &format!("mesh[{i}]"),
+        mesh.secret_key,
+        mesh.secret_key_file,
+        base,
+    )?;
     let key =
         MemberKey::from_libsodium_hex(&secret).map_err(|e| format!("mesh[{i}].secret_key: {e}"))?;
     if !key.public_hex().eq_ignore_ascii_case(&mesh.public_key) {
@@ -236,11 +339,39 @@ fn mesh_config(i: usize, mesh: RawMesh, base: &Path) -> Result<MeshConfig, Strin
             "mesh[{i}].public_key does not match mesh[{i}].secret_key: copy both from the same member"
         ));
     }
+    let session_id = match mesh.session_id {
+        Some(id) if id.trim().is_empty() => {
+            return Err(format!(
+                "mesh[{i}].session_id is empty: give an id, or leave it out for a derived one"
+            ));
+        }
+        Some(id) => id,
+        None => derived_session_id(config_path, &mesh.slug),
+    };
+    let rate_limit_per_minute = mesh
+        .rate_limit_per_minute
+        .unwrap_or(RATE_LIMIT_PER_MINUTE_DEFAULT);
+    let rate_limit_burst = mesh.rate_limit_burst.unwrap_or(RATE_LIMIT_BURST_DEFAULT);
+    if !(1..=RATE_LIMIT_BURST_MAX).contains(&rate_limit_burst) {
+        return Err(format!(
+            "mesh[{i}].rate_limit_burst = {rate_limit_burst} is out of range: give 1 to {RATE_LIMIT_BURST_MAX} (the broker's is 10)"
+        ));
+    }
+    let ca_certs = match mesh.ca_file {
+        Some(file) => {
+            read_ca_file(&base.join(file)).map_err(|e| format!("mesh[{i}].ca_file: {e}"))?
+        }
+        None => Vec::new(),
+    };
     Ok(MeshConfig {
         slug: mesh.slug,
         broker_url: mesh.broker_url,
         mesh_id: mesh.mesh_id,
         member_id: mesh.member_id,
         key,
+        session_id,
+        rate_limit_per_minute,
+        rate_limit_burst,
+        ca_certs,
     })
 }

@@ -6,8 +6,9 @@
 use crate::config::Config;
 use crate::drain::{Drain, DrainOptions, Runner, Signal, Signals, TickObserver, Totals};
 use crate::engine::{PolicyEngine, PolicyMeta};
+use crate::linkstatus;
 use crate::trace::{Header, PolicyId, Recorder, TraceWriter};
-use crate::wake::WakeListener;
+use crate::wake::{Reload, WakeListener};
 use crate::world::HostWorld;
 use anyhow::Context as _;
 use sluice_links::{LinkOptions, Links};
@@ -38,6 +39,11 @@ pub struct Daemon {
     pub links: Links,
     pub meta: PolicyMeta,
     signals: Signals,
+    /// Reads the config again and applies its sessions (SIGHUP, `sluice session`).
+    reload: Reload,
+    status_file: PathBuf,
+    /// Held while running: which derived `sessionId` this drainer uses.
+    _slot: Option<std::fs::File>,
     runtime: tokio::runtime::Runtime,
     _wake: Option<WakeListener>,
     _checkpointer: Checkpointer,
@@ -79,9 +85,18 @@ impl Daemon {
         let (meta, engine) = load_policy(policy, config)?;
         let mut first = Outbox::open(&config.outbox)?;
         let checkpointer = first.start_checkpointer()?;
+        let (slot, slot_lock) = take_slot(&config.outbox);
         let links = {
             let _guard = runtime.enter();
-            Links::start(config.meshes.clone(), LinkOptions::default())
+            let options = LinkOptions {
+                cwd: config.cwd.clone(),
+                ..LinkOptions::default()
+            };
+            Links::start(
+                meshes_for_slot(config, slot),
+                config.sessions.clone(),
+                options,
+            )
         };
         let loops = if record.is_some() {
             1
@@ -128,7 +143,22 @@ impl Daemon {
         for (i, drain) in drains.iter_mut().enumerate() {
             drain.set_siblings(signals.siblings_of(i));
         }
-        let wake = match WakeListener::bind(&config.outbox, signals.clone()) {
+        let reload: Reload = {
+            let (path, links) = (config.path.clone(), links.clone());
+            let handle = runtime.handle().clone();
+            // Called from the wake socket's thread: new links are spawned on
+            // the runtime, so enter it first.
+            Arc::new(move || {
+                let _runtime = handle.enter();
+                reload_sessions(&path, &links);
+            })
+        };
+        runtime.spawn(watch_links(
+            links.clone(),
+            signals.clone(),
+            linkstatus::own_path(&config.outbox),
+        ));
+        let wake = match WakeListener::bind(&config.outbox, signals.clone(), reload.clone()) {
             Ok(listener) => Some(listener),
             Err(e) => {
                 tracing::warn!(target: "sluice", "no wake socket for {} ({e}): rows enqueued by sluice wait for the poll interval", config.outbox.display());
@@ -140,6 +170,9 @@ impl Daemon {
             links,
             meta,
             signals,
+            reload,
+            status_file: linkstatus::own_path(&config.outbox),
+            _slot: slot_lock,
             runtime,
             _wake: wake,
             _checkpointer: checkpointer,
@@ -158,9 +191,24 @@ impl Daemon {
         }
     }
 
-    /// Stops the loops on SIGINT or SIGTERM, after their current tick.
+    /// Stops the loops on SIGINT or SIGTERM, after their current tick;
+    /// reads the config again on SIGHUP.
     pub fn stop_on_signals(&self) {
         let signals = self.signals.clone();
+        let reload = self.reload.clone();
+        self.runtime.spawn(async move {
+            let Ok(mut hangups) =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+            else {
+                return;
+            };
+            while hangups.recv().await.is_some() {
+                tracing::info!(target: "sluice", "SIGHUP: reading the config again");
+                let reload = reload.clone();
+                // Reading a file and starting links: off the runtime's thread.
+                let _ = tokio::task::spawn_blocking(move || reload()).await;
+            }
+        });
         self.runtime.spawn(async move {
             let Ok(mut term) =
                 tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
@@ -205,6 +253,7 @@ impl Daemon {
         });
         let elapsed = started.elapsed();
         self.runtime.block_on(links.shutdown());
+        let _ = std::fs::remove_file(&self.status_file);
         for drain in &mut self.drains {
             if let Err(e) = drain.runner_mut().recorder().finish() {
                 tracing::error!(target: "sluice", "the trace is incomplete: {e}");
@@ -214,6 +263,88 @@ impl Daemon {
             totals,
             elapsed,
             peak_rss_bytes: peak_rss_bytes(),
+        }
+    }
+}
+
+/// Drainers on one outbox at once, each with its own derived `sessionId`.
+const SLOTS_MAX: usize = 64;
+
+/// The lowest free drainer slot of `outbox`, held by a file lock for as long
+/// as the returned file lives. The real broker lets one connection per
+/// `sessionId` live (a second hello replaces the first), so two drainers on
+/// one config must not share an id; yet a restarted drainer should get its
+/// old id back (the broker reattaches it). Slot 0 is the first drainer's,
+/// and a restart finds it free again.
+fn take_slot(outbox: &Path) -> (usize, Option<std::fs::File>) {
+    let dir = crate::wake::wake_dir(outbox);
+    if std::fs::create_dir_all(&dir).is_err() {
+        return (0, None);
+    }
+    for slot in 0..SLOTS_MAX {
+        let Ok(file) = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(dir.join(format!("slot-{slot}.lock")))
+        else {
+            return (0, None);
+        };
+        if file.try_lock().is_ok() {
+            return (slot, Some(file));
+        }
+    }
+    tracing::warn!(target: "sluice", "more than {SLOTS_MAX} drainers on {}: sessionIds may be shared", outbox.display());
+    (0, None)
+}
+
+/// The meshes with the derived `sessionId`s of drainer `slot` (slot 0 keeps
+/// them as derived; a configured `session_id` is never changed).
+fn meshes_for_slot(config: &Config, slot: usize) -> Vec<sluice_links::MeshConfig> {
+    let mut meshes = config.meshes.clone();
+    if slot > 0 {
+        for (mesh, derived) in meshes.iter_mut().zip(&config.derived_session_ids) {
+            if *derived {
+                mesh.session_id = format!("{}-{slot}", mesh.session_id);
+            }
+        }
+    }
+    meshes
+}
+
+/// Reads the config at `path` again and applies its sessions: new ones
+/// start, removed ones stop (their rows see "absent"). Other changes need a
+/// restart, and the log says so; a config that no longer parses changes
+/// nothing.
+fn reload_sessions(path: &Path, links: &Links) {
+    match Config::load(path) {
+        Ok(config) => {
+            let meshes: Vec<String> = config.meshes.iter().map(|m| m.slug.clone()).collect();
+            if meshes != links.meshes() {
+                tracing::warn!(target: "sluice", "config reload: the [[mesh]] list changed; mesh changes take effect at the next start (sessions were reloaded)");
+            }
+            let count = config.sessions.len();
+            links.set_sessions(config.sessions);
+            tracing::info!(target: "sluice", sessions = count, "config reloaded: sessions applied");
+        }
+        Err(e) => {
+            tracing::error!(target: "sluice", "config reload failed, keeping the running sessions: {e}")
+        }
+    }
+}
+
+/// On every change of a link's state: wake the loops (a link that opened has
+/// rows waiting; the claim filter may have changed) and rewrite the status
+/// file `sluice status` reads.
+async fn watch_links(links: Links, signals: Signals, status_file: PathBuf) {
+    let mut changes = links.changes();
+    loop {
+        if let Err(e) = linkstatus::write(&status_file, &links.reports()) {
+            tracing::debug!(target: "sluice", "could not write {}: {e}", status_file.display());
+        }
+        signals.send(Signal::Wake);
+        if changes.changed().await.is_err() {
+            return;
         }
     }
 }

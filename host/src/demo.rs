@@ -3,14 +3,15 @@
 //! Makes a temporary outbox holding every kind of row the policy has a rule
 //! for, starts the test broker on 127.0.0.1 with switches that reject some
 //! rows permanently and some transiently, drains it with the embedded policy
-//! component while a progress bar runs, and summarises what became of the rows.
+//! component over a daemon link and a session link while a progress bar
+//! runs, and summarises what became of the rows.
 
 use crate::config::Config;
 use crate::daemon::{Daemon, PolicyChoice, RunSummary};
 use crate::world::now_ms;
 use anyhow::Context as _;
 use indicatif::{ProgressBar, ProgressStyle};
-use sluice_links::{Broker, BrokerOptions, Member, MemberKey, MeshConfig};
+use sluice_links::{Broker, BrokerOptions, Member, MemberKey, MeshConfig, SessionLinkConfig};
 use sluice_store::{NewRow, Outbox};
 use std::fmt::{self, Write as _};
 use std::net::SocketAddr;
@@ -35,6 +36,7 @@ pub fn run(normal: u32, record: Option<&std::path::Path>) -> anyhow::Result<Demo
     let dir = tempfile::tempdir().context("making a temporary folder for the demo outbox")?;
     let outbox_path = dir.path().join("outbox.db");
     let key = MemberKey::from_seed(random_seed());
+    let session_key = MemberKey::from_seed(random_seed());
     let broker_runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
@@ -44,7 +46,7 @@ pub fn run(normal: u32, record: Option<&std::path::Path>) -> anyhow::Result<Demo
         broker_options(&key),
     ))?;
 
-    let rows = demo_rows(normal);
+    let rows = demo_rows(normal, &session_key.public_hex());
     let total = rows.len() as u64;
     Outbox::open(&outbox_path)?.enqueue(&rows)?;
 
@@ -57,8 +59,21 @@ pub fn run(normal: u32, record: Option<&std::path::Path>) -> anyhow::Result<Demo
             mesh_id: "mesh_demo".into(),
             member_id: "mem_demo".into(),
             key,
+            session_id: "sluice-demo".into(),
+            // The demo's broker sets no rate limit; a real one does (the
+            // default budget is the real broker's 60 a minute).
+            rate_limit_per_minute: 0,
+            rate_limit_burst: 10,
+            ca_certs: Vec::new(),
         }],
-        sessions: Vec::new(),
+        sessions: vec![SessionLinkConfig {
+            mesh: MESH.into(),
+            session_id: "sluice-demo-session".into(),
+            key: session_key,
+            attestation_ttl: sluice_links::ATTESTATION_TTL_DEFAULT,
+        }],
+        cwd: dir.path().display().to_string(),
+        derived_session_ids: vec![false],
         poll_interval: Duration::from_millis(100),
         batches_in_flight: 2,
         policy: Vec::new(),
@@ -100,7 +115,11 @@ fn broker_options(key: &MemberKey) -> BrokerOptions {
             public_key: key.public_hex(),
         }]),
         reject_permanent: vec![("@blocked".into(), "blocked by recipient grants".into())],
-        reject_transient: vec![("@flaky".into(), 1, "rate_limited".into())],
+        reject_transient: vec![(
+            "@flaky".into(),
+            1,
+            "no connected peer for target (not online, or targetSpec is your own key without another session)".into(),
+        )],
         ..BrokerOptions::default()
     }
 }
@@ -118,7 +137,7 @@ fn progress_bar(total: u64) -> ProgressBar {
 }
 
 /// Every kind of row the policy has a rule for.
-fn demo_rows(normal: u32) -> Vec<NewRow> {
+fn demo_rows(normal: u32, session_pubkey: &str) -> Vec<NewRow> {
     let now = now_ms();
     let n = normal.max(24);
     let mut rows = Vec::new();
@@ -145,6 +164,10 @@ fn demo_rows(normal: u32) -> Vec<NewRow> {
     add(n / 24, "session", 15 * MINUTE_MS, &|r, i| {
         routed(r, "@peer", "now");
         r.sender_session_pubkey = Some(format!("{:064x}", i + 1));
+    });
+    add(n / 12, "session-link", 0, &|r, _| {
+        routed(r, "@peer", "now");
+        r.sender_session_pubkey = Some(session_pubkey.to_string());
     });
     add(n / 24, "blocked", 0, &|r, _| routed(r, "@blocked", "next"));
     add(n / 12, "flaky", 0, &|r, _| routed(r, "@flaky", "next"));

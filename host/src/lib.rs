@@ -27,6 +27,7 @@ pub mod daemon;
 pub mod demo;
 pub mod drain;
 pub mod engine;
+pub mod linkstatus;
 pub mod replay;
 pub mod runner;
 pub mod sim;

@@ -52,10 +52,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         mesh_id: "m".into(),
         member_id: "u".into(),
         key: MemberKey::from_seed([5; 32]),
+        session_id: "ack-rate".into(),
+        rate_limit_per_minute: 60,
+        rate_limit_burst: 10,
+        ca_certs: Vec::new(),
     };
     let links = {
         let _guard = runtime.enter();
-        Links::start(vec![mesh], LinkOptions::default())
+        Links::start(vec![mesh], Vec::new(), LinkOptions::default())
     };
     if !runtime.block_on(links.wait_open(Duration::from_secs(5))) {
         return Err("link did not open".into());

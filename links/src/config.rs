@@ -1,10 +1,12 @@
-//! What a link is told (one mesh, its key, options) and the limits every link
-//! lives within.
+//! What a link is told (one mesh, its key, its sessions, options) and the
+//! limits every link lives within.
 //!
-//! Owns: `MeshConfig`, `LinkOptions`, `LinkState` and the named bounds. Does
-//! not own: reading a config file (the host's `config` module does).
+//! Owns: `MeshConfig`, `SessionLinkConfig`, `LinkOptions`, `LinkState` and
+//! the named bounds. Does not own: reading a config file (the host's
+//! `config` module does; `tls::read_ca_file` reads its CA certificates).
 
 use crate::identity::MemberKey;
+use rustls::pki_types::CertificateDer;
 use std::time::Duration;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
@@ -50,6 +52,16 @@ pub(crate) fn websocket_config() -> WebSocketConfig {
         .max_frame_size(Some(MAX_INBOUND_MESSAGE_BYTES))
 }
 
+/// How long a session's parent attestation is valid when the config does not
+/// say: long enough that a link never reconnects just to renew it (it is
+/// minted afresh on every connect anyway), well inside the broker's 24 h cap.
+pub const ATTESTATION_TTL_DEFAULT: Duration = Duration::from_secs(12 * 60 * 60);
+
+/// The longest attestation the broker accepts (`ttl_too_long` beyond):
+/// bounds how long a leaked session key can speak for its member. A session
+/// configured for longer is refused before it connects.
+pub const ATTESTATION_TTL_MAX: Duration = Duration::from_secs(24 * 60 * 60);
+
 /// One mesh the drain sends to: its broker and the member it speaks as.
 #[derive(Clone, Debug)]
 pub struct MeshConfig {
@@ -60,6 +72,39 @@ pub struct MeshConfig {
     pub mesh_id: String,
     pub member_id: String,
     pub key: MemberKey,
+    /// `sessionId` of the daemon hello; stable across restarts (the host
+    /// derives it or takes it from the config): a reconnect under the same id
+    /// reattaches the broker's offline lease instead of making a second
+    /// presence that could swallow direct messages.
+    pub session_id: String,
+    /// The member's send budget on the broker, shared by its daemon link and
+    /// all its session links (the broker's token bucket refills this many a
+    /// minute).
+    pub rate_limit_per_minute: u32,
+    /// How many sends the member's bucket holds when full.
+    pub rate_limit_burst: u32,
+    /// Trust anchors for wss:// besides the web roots (webpki-roots), from
+    /// the mesh's `ca_file`.
+    pub ca_certs: Vec<CertificateDer<'static>>,
+}
+
+/// One session link: a session key, attested by its mesh's member key, that
+/// sends the rows written for that session. Same broker, same member (and so
+/// the same send budget) as the mesh's daemon link.
+#[derive(Clone, Debug)]
+pub struct SessionLinkConfig {
+    /// Slug of its mesh; a session whose mesh has no daemon link config is
+    /// refused.
+    pub mesh: String,
+    /// `sessionId` of its session_hello.
+    pub session_id: String,
+    /// The session's own key; its public key is the session's identity
+    /// (`Route::Session`).
+    pub key: MemberKey,
+    /// Lifetime of the parent attestation, minted afresh on every connect:
+    /// `ATTESTATION_TTL_DEFAULT` unless configured, at most
+    /// `ATTESTATION_TTL_MAX`.
+    pub attestation_ttl: Duration,
 }
 
 /// How links connect and present themselves.
@@ -72,7 +117,9 @@ pub struct LinkOptions {
     pub reconnect_max: Duration,
     pub hostname: String,
     pub pid: u32,
-    pub session_id: String,
+    /// The working directory both hellos report. The real broker answers
+    /// nothing at all to a hello without it.
+    pub cwd: String,
     pub channel: String,
 }
 
@@ -83,10 +130,19 @@ impl Default for LinkOptions {
             reconnect_max: Duration::from_secs(10),
             hostname: default_hostname(),
             pid: std::process::id(),
-            session_id: format!("sluice-{}", std::process::id()),
+            cwd: default_cwd(),
             channel: "sluice".to_string(),
         }
     }
+}
+
+/// The process's working directory, or `/` when it cannot be read (deleted,
+/// or not valid Unicode): the broker needs some directory, not a true one.
+fn default_cwd() -> String {
+    std::env::current_dir()
+        .ok()
+        .and_then(|dir| dir.to_str().map(str::to_string))
+        .unwrap_or_else(|| "/".to_string())
 }
 
 fn default_hostname() -> String {
@@ -102,15 +158,30 @@ fn default_hostname() -> String {
         .unwrap_or_else(|| "localhost".to_string())
 }
 
-/// Where a daemon link stands.
+/// Where a link (daemon or session) stands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum LinkState {
     /// Connecting, saying hello, or waiting out a backoff.
     Connecting,
     /// Hello acknowledged: sends go out.
     Open,
+    /// The broker answered session_hello with `unknown_message_type`: no
+    /// session support; not retried (its rows see `Connecting`).
+    Unsupported,
     /// Shut down; it will not reconnect.
     Closed,
+}
+
+impl LinkState {
+    /// The lowercase name, for status output and logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LinkState::Connecting => "connecting",
+            LinkState::Open => "open",
+            LinkState::Unsupported => "unsupported",
+            LinkState::Closed => "closed",
+        }
+    }
 }
 
 /// Frames a link holds for the socket while a write is still in progress:

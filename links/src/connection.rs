@@ -1,10 +1,11 @@
-//! One open daemon link, after its hello was acknowledged: takes batches,
-//! writes their sends pipelined, matches acks, enforces deadlines, and ends
-//! when the socket does.
+//! One open link (daemon or session), after its hello was acknowledged:
+//! takes batches, writes their sends pipelined, matches acks, enforces
+//! deadlines, and ends when the socket does.
 //!
 //! Owns: the loop over an open socket. Does not own: connecting, the hello
-//! or reconnecting (`link`), nor the bookkeeping of waiting sends
-//! (`inflight`) or the write bursts (`writer`).
+//! or reconnecting (`link`), spending the budget (`route`, before a send
+//! reaches a link), the bookkeeping of waiting sends (`inflight`) or the
+//! write bursts (`writer`).
 
 use crate::config::{CLOSE_TIMEOUT, LINK_PING_INTERVAL, LINK_SILENCE_MAX, READ_BURST_MAX};
 use crate::inflight::{BatchReply, InFlight};
@@ -18,7 +19,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::{Instant, MissedTickBehavior, sleep_until};
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 
-/// One mesh's share of a `send_batch` call: the unit a link takes at once.
+/// One link's share of a `send_batch` call: the unit a link takes at once.
 pub(crate) struct Batch {
     pub dispatches: Vec<Dispatch>,
     pub deadline: Instant,
@@ -35,9 +36,10 @@ pub(crate) enum Ended {
 
 /// Runs an open link until it ends. Every send still waiting then fails at
 /// once (`link_closed`, or `write_failed: …` when a write broke the link).
+/// `label` names the link in log lines.
 pub(crate) async fn run_open(
     ws: WsStream,
-    slug: &str,
+    label: &str,
     commands: &mut mpsc::Receiver<Batch>,
     shutdown: &mut watch::Receiver<bool>,
 ) -> Ended {
@@ -92,26 +94,29 @@ pub(crate) async fn run_open(
             }
             frame = source.next() => {
                 last_heard = Instant::now();
-                if let Err(reason) = read_burst(frame, &mut source, &mut inflight, slug) {
+                if let Err(reason) = read_burst(frame, &mut source, &mut inflight, label) {
                     break Ended::Lost(reason);
                 }
             }
         }
     };
+    if inflight.waiting() > 0 {
+        tracing::debug!(target: "sluice", link = label, waiting = inflight.waiting(), "failing sends that waited on the link: {failure}");
+    }
+    // Before the close frame: a caller learns at once, not after the close
+    // had its chance to go out.
+    inflight.fail_all(&failure);
     if matches!(ended, Ended::Shutdown) {
         writer.close(CLOSE_TIMEOUT).await;
     }
-    if inflight.waiting() > 0 {
-        tracing::debug!(target: "sluice", mesh = slug, waiting = inflight.waiting(), "failing sends that waited on the link: {failure}");
-    }
-    inflight.fail_all(&failure);
     ended
 }
 
-/// Registers a batch's sends and queues their frames. Sends whose deadline
-/// passed while the batch waited in the queue are not written: a send that
-/// would be reported as timed out must not reach the broker as well.
-fn take_batch(batch: Batch, inflight: &mut InFlight, writer: &mut Writer) {
+/// Registers a batch's sends and queues their frames; returns how many send
+/// frames were queued. Sends whose deadline passed while the batch waited in
+/// the queue are not written: a send that would be reported as timed out
+/// must not reach the broker as well.
+fn take_batch(batch: Batch, inflight: &mut InFlight, writer: &mut Writer) -> usize {
     let Batch {
         dispatches,
         deadline,
@@ -119,6 +124,7 @@ fn take_batch(batch: Batch, inflight: &mut InFlight, writer: &mut Writer) {
     } = batch;
     let batch_id = inflight.open_batch(dispatches.len(), deadline, reply);
     let expired = deadline <= Instant::now();
+    let mut queued = 0;
     for (index, dispatch) in dispatches.into_iter().enumerate() {
         if expired {
             inflight.settle(
@@ -132,6 +138,7 @@ fn take_batch(batch: Batch, inflight: &mut InFlight, writer: &mut Writer) {
             Ok(frame) => {
                 if inflight.register(batch_id, index, dispatch.client_message_id) {
                     writer.push(frame);
+                    queued += 1;
                 }
             }
             Err(e) => inflight.settle(
@@ -142,6 +149,7 @@ fn take_batch(batch: Batch, inflight: &mut InFlight, writer: &mut Writer) {
         }
     }
     inflight.close_batch_if_settled(batch_id);
+    queued
 }
 
 fn send_frame(dispatch: &Dispatch) -> wire::Send<'_> {
@@ -166,13 +174,13 @@ fn read_burst(
     first: Frame,
     source: &mut SplitStream<WsStream>,
     inflight: &mut InFlight,
-    slug: &str,
+    label: &str,
 ) -> Result<(), String> {
     let mut frame = first;
     let mut handled = 0;
     loop {
         match frame {
-            Some(Ok(message)) => handle_message(message, inflight, slug),
+            Some(Ok(message)) => handle_message(message, inflight, label),
             Some(Err(e)) => return Err(format!("read failed: {e}")),
             None => return Err("closed by the broker".to_string()),
         }
@@ -189,22 +197,22 @@ fn read_burst(
     }
 }
 
-fn handle_message(message: Message, inflight: &mut InFlight, slug: &str) {
+fn handle_message(message: Message, inflight: &mut InFlight, label: &str) {
     match message {
-        Message::Text(text) => handle_text(&text, inflight, slug),
+        Message::Text(text) => handle_text(&text, inflight, label),
         // Pongs to the broker's pings are queued by tungstenite while reading
         // and flushed by the next read, which follows at once.
         Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => {}
         Message::Binary(bytes) => {
-            tracing::debug!(target: "sluice", mesh = slug, len = bytes.len(), "ignored a binary frame")
+            tracing::debug!(target: "sluice", link = label, len = bytes.len(), "ignored a binary frame")
         }
         Message::Close(close) => {
-            tracing::debug!(target: "sluice", mesh = slug, ?close, "broker closed the link")
+            tracing::debug!(target: "sluice", link = label, ?close, "broker closed the link")
         }
     }
 }
 
-fn handle_text(text: &str, inflight: &mut InFlight, slug: &str) {
+fn handle_text(text: &str, inflight: &mut InFlight, label: &str) {
     match wire::parse_inbound(text) {
         Inbound::Ack {
             id,
@@ -216,17 +224,17 @@ fn handle_text(text: &str, inflight: &mut InFlight, slug: &str) {
                 _ => SendResult::Accepted(message_id.map(|m| m.0.into_owned()).unwrap_or_default()),
             };
             if !inflight.ack(&id, result) {
-                tracing::debug!(target: "sluice", mesh = slug, id = &*id, "ack for no waiting send (late after a timeout, or not ours)");
+                tracing::debug!(target: "sluice", link = label, id = &*id, "ack for no waiting send (late after a timeout, or not ours)");
             }
         }
         Inbound::Error { code, message } => {
-            tracing::warn!(target: "sluice", mesh = slug, code = &*code, message = &*message, "broker sent an error on an open link");
+            tracing::warn!(target: "sluice", link = label, code = &*code, message = &*message, "broker sent an error on an open link");
         }
         Inbound::HelloAck | Inbound::Other(_) => {
-            tracing::trace!(target: "sluice", mesh = slug, "ignored a frame that is not an ack")
+            tracing::trace!(target: "sluice", link = label, "ignored a frame that is not an ack")
         }
         Inbound::Garbage => {
-            tracing::debug!(target: "sluice", mesh = slug, len = text.len(), "ignored a frame that is not a protocol frame")
+            tracing::debug!(target: "sluice", link = label, len = text.len(), "ignored a frame that is not a protocol frame")
         }
     }
 }

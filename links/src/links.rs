@@ -1,241 +1,230 @@
 //! The registry of links: what the host calls.
 //!
-//! Owns: starting one task per mesh, routing each dispatch of a batch to its
-//! link, reassembling results in dispatch order, states, shutdown. Does not
-//! own: sockets (`link`, `connection`), nor any judgement of a result: the
-//! policy classifies, the host only reports.
+//! Owns: starting one daemon link per mesh (with its TLS setup and send
+//! budget), states, budgets, reports, the change counter, waiting for the
+//! links to open, and shutdown. Does not own: session links (`sessions`),
+//! routing a batch (`route`), sockets (`link`, `connection`), nor any
+//! judgement of a result: the policy classifies, the host only reports.
 
-use crate::config::{
-    ACK_TIMEOUT_MAX, LINK_COMMANDS_MAX, LinkOptions, LinkState, MeshConfig, REPLY_GRACE,
-};
-use crate::connection::Batch;
-use crate::link::LinkTask;
-use sluice_policy::{Dispatch, Route, SendResult, SessionState};
+use crate::budget::{Budget, MeshBudget};
+use crate::config::{ACK_TIMEOUT_MAX, LinkOptions, LinkState, MeshConfig, SessionLinkConfig};
+use crate::handle::{LinkHandle, LinkPlan, Shared, spawn_link};
+use crate::hello::Greeting;
+use crate::report::LinkReport;
+use crate::sessions::Sessions;
+use crate::tls::Tls;
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio::time::{Instant, timeout_at};
 
-/// The daemon links of every configured mesh. Cheap to clone; all clones
-/// share the same links. Dropping the last clone stops the link tasks.
+/// The daemon link of every configured mesh and the session links of the
+/// registered sessions. Cheap to clone; all clones share the same links.
+/// Dropping the last clone stops the link tasks.
 #[derive(Clone)]
 pub struct Links {
-    inner: Arc<Inner>,
+    pub(crate) inner: Arc<Inner>,
 }
 
-struct Inner {
-    /// In config order, which `meshes()` and `states()` keep.
-    links: Vec<LinkHandle>,
-    by_slug: HashMap<String, usize>,
-    shutdown: watch::Sender<bool>,
+pub(crate) struct Inner {
+    /// In config order, which `meshes()`, `states()` and `mesh_budgets()` keep.
+    pub daemons: Vec<Daemon>,
+    pub by_slug: HashMap<String, usize>,
+    /// std's Mutex: held for map operations, never across an await.
+    pub sessions: Mutex<Sessions>,
+    pub shared: Shared,
+    /// Becomes true at shutdown; daemon links watch it.
+    pub shutdown: watch::Sender<bool>,
     /// std's Mutex: held only to take the handles, never across an await.
     tasks: Mutex<Vec<JoinHandle<()>>>,
 }
 
-struct LinkHandle {
-    slug: String,
-    commands: mpsc::Sender<Batch>,
-    state: watch::Receiver<LinkState>,
+/// A mesh's daemon link and what its session links share with it.
+pub(crate) struct Daemon {
+    pub handle: LinkHandle,
+    pub mesh: Arc<MeshConfig>,
+    pub tls: Tls,
+    pub budget: Budget,
+}
+
+impl Inner {
+    pub(crate) fn sessions(&self) -> MutexGuard<'_, Sessions> {
+        // Every update of the map is a single insert or remove: still whole.
+        self.sessions
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The daemon link of `slug` (the first, if listed twice).
+    pub(crate) fn daemon(&self, slug: &str) -> Option<&Daemon> {
+        self.by_slug.get(slug).map(|&index| &self.daemons[index])
+    }
 }
 
 impl Links {
-    /// Starts one task per mesh; each connects, says hello and reconnects by
-    /// itself. Must be called inside a tokio runtime (it spawns; outside one
-    /// it panics), e.g. under `runtime.enter()`.
-    pub fn start(meshes: Vec<MeshConfig>, options: LinkOptions) -> Links {
-        // Shared, not cloned per link: every link presents itself alike.
-        let options = Arc::new(options);
+    /// Starts one task per mesh and one per session; each connects, says
+    /// hello and reconnects by itself. Must be called inside a tokio runtime
+    /// (it spawns; outside one it panics), e.g. under `runtime.enter()`.
+    pub fn start(
+        meshes: Vec<MeshConfig>,
+        sessions: Vec<SessionLinkConfig>,
+        options: LinkOptions,
+    ) -> Links {
+        let shared = Shared {
+            // Shared, not cloned per link: every link presents itself alike.
+            options: Arc::new(options),
+            changes: Arc::new(watch::channel(0).0),
+        };
         let (shutdown, _) = watch::channel(false);
-        let mut links = Vec::with_capacity(meshes.len());
+        let mut daemons = Vec::with_capacity(meshes.len());
         let mut by_slug = HashMap::new();
         let mut tasks = Vec::with_capacity(meshes.len());
         for mesh in meshes {
-            let (commands, receiver) = mpsc::channel(LINK_COMMANDS_MAX);
-            let (state, state_receiver) = watch::channel(LinkState::Connecting);
-            let slug = mesh.slug.clone();
-            if by_slug.contains_key(&slug) {
-                tracing::warn!(target: "sluice", mesh = %slug, "mesh listed twice; rows for it use the first entry");
+            if by_slug.contains_key(&mesh.slug) {
+                tracing::warn!(target: "sluice", mesh = %mesh.slug, "mesh listed twice; rows for it use the first entry");
             } else {
-                by_slug.insert(slug.clone(), links.len());
+                by_slug.insert(mesh.slug.clone(), daemons.len());
             }
-            let task = LinkTask {
-                mesh,
-                options: Arc::clone(&options),
-                commands: receiver,
-                state,
-                shutdown: shutdown.subscribe(),
+            let mesh = Arc::new(mesh);
+            let tls = Tls::for_url(&mesh.broker_url, &mesh.ca_certs);
+            let budget = Budget::new(mesh.rate_limit_per_minute, mesh.rate_limit_burst);
+            let plan = LinkPlan {
+                mesh: Arc::clone(&mesh),
+                tls: tls.clone(),
+                greeting: Greeting::Daemon,
             };
-            tasks.push(tokio::spawn(task.run()));
-            links.push(LinkHandle {
-                slug,
-                commands,
-                state: state_receiver,
+            let (handle, task) = spawn_link(plan, &shared, shutdown.subscribe());
+            tasks.push(task);
+            daemons.push(Daemon {
+                handle,
+                mesh,
+                tls,
+                budget,
             });
         }
-        Links {
+        let links = Links {
             inner: Arc::new(Inner {
-                links,
+                daemons,
                 by_slug,
+                sessions: Mutex::new(Sessions::default()),
+                shared,
                 shutdown,
                 tasks: Mutex::new(tasks),
             }),
+        };
+        if !sessions.is_empty() {
+            links.set_sessions(sessions);
         }
+        links
     }
 
     /// Mesh slugs, in config order.
     pub fn meshes(&self) -> Vec<String> {
         self.inner
-            .links
+            .daemons
             .iter()
-            .map(|link| link.slug.clone())
+            .map(|daemon| daemon.mesh.slug.clone())
             .collect()
     }
 
-    /// Session links come in a later issue: until then every key is `Absent`.
-    pub fn session_states(&self, pubkeys: &[String]) -> Vec<SessionState> {
-        vec![SessionState::Absent; pubkeys.len()]
-    }
-
-    /// Each link's state, in config order.
+    /// Each daemon link's state, in config order.
     pub fn states(&self) -> Vec<(String, LinkState)> {
         self.inner
-            .links
+            .daemons
             .iter()
-            .map(|link| (link.slug.clone(), *link.state.borrow()))
+            .map(|daemon| (daemon.mesh.slug.clone(), daemon.handle.state()))
             .collect()
     }
 
-    /// Sends every dispatch, concurrently and pipelined per link, and returns
-    /// one result per dispatch in dispatch order. Dispatches for a link that
-    /// is not open fail at once (`link_not_open…`); the others wait for their
-    /// ack up to `ack_timeout` (capped at `ACK_TIMEOUT_MAX`).
-    pub async fn send_batch(
-        &self,
-        dispatches: Vec<Dispatch>,
-        ack_timeout: Duration,
-    ) -> Vec<SendResult> {
-        let deadline = Instant::now() + ack_timeout.min(ACK_TIMEOUT_MAX);
-        let mut results: Vec<Option<SendResult>> = vec![None; dispatches.len()];
-        let mut groups: Vec<(Vec<usize>, Vec<Dispatch>)> = self
-            .inner
-            .links
+    /// Each mesh's send budget as the broker keeps it, mirrored, in config
+    /// order.
+    pub fn mesh_budgets(&self) -> Vec<MeshBudget> {
+        self.inner
+            .daemons
             .iter()
-            .map(|_| (Vec::new(), Vec::new()))
-            .collect();
-        // Batches are mostly one route: look a route up once per run of it.
-        let mut last: Option<(Route, Result<usize, String>)> = None;
-        for (index, dispatch) in dispatches.into_iter().enumerate() {
-            let link = match &last {
-                Some((route, link)) if *route == dispatch.route => link.clone(),
-                _ => {
-                    let link = self.open_link_for(&dispatch.route);
-                    last = Some((dispatch.route.clone(), link.clone()));
-                    link
+            .map(|daemon| {
+                let (tokens, next_token_in, per_minute, burst) = daemon.budget.read();
+                MeshBudget {
+                    slug: daemon.mesh.slug.clone(),
+                    state: daemon.handle.state(),
+                    tokens,
+                    next_token_in,
+                    per_minute,
+                    burst,
                 }
-            };
-            match link {
-                Ok(link) => {
-                    groups[link].0.push(index);
-                    groups[link].1.push(dispatch);
-                }
-                Err(reason) => results[index] = Some(SendResult::Failed(reason)),
-            }
-        }
-        // Hand every link its share first, then wait: the links send in
-        // parallel and the batch takes as long as its slowest link.
-        let mut waiting = Vec::new();
-        for (link, (indices, dispatches)) in groups.into_iter().enumerate() {
-            if indices.is_empty() {
-                continue;
-            }
-            let (reply, answer) = oneshot::channel();
-            let queued = timeout_at(
-                deadline,
-                self.inner.links[link].commands.send(Batch {
-                    dispatches,
-                    deadline,
-                    reply,
-                }),
-            )
-            .await;
-            match queued {
-                Ok(Ok(())) => waiting.push((indices, answer)),
-                Ok(Err(_)) => fill(&mut results, &indices, "link_not_open"),
-                Err(_) => fill(&mut results, &indices, "ack_timeout"),
-            }
-        }
-        for (indices, answer) in waiting {
-            match timeout_at(deadline + REPLY_GRACE, answer).await {
-                Ok(Ok(answers)) if answers.len() == indices.len() => {
-                    for (index, result) in indices.into_iter().zip(answers) {
-                        results[index] = Some(result);
-                    }
-                }
-                _ => fill(&mut results, &indices, "link_closed"),
-            }
-        }
-        results
-            .into_iter()
-            .map(|result| result.unwrap_or_else(|| SendResult::Failed("link_closed".to_string())))
+            })
             .collect()
+    }
+
+    /// The broker said this member's bucket is empty (a `rate_limit`
+    /// rejection): the mirror drops to zero tokens now.
+    pub fn throttle(&self, slug: &str) {
+        match self.inner.daemon(slug) {
+            Some(daemon) => daemon.budget.empty(),
+            None => {
+                tracing::debug!(target: "sluice", mesh = slug, "throttle for a mesh with no link")
+            }
+        }
+    }
+
+    /// Every daemon link (config order), then every session link (by public
+    /// key), for `sluice status`.
+    pub fn reports(&self) -> Vec<LinkReport> {
+        let mut reports: Vec<LinkReport> = self
+            .inner
+            .daemons
+            .iter()
+            .map(|daemon| daemon.handle.report())
+            .collect();
+        reports.extend(self.inner.sessions().reports());
+        reports
+    }
+
+    /// Bumped on every state change of any link, on every new kind of
+    /// failure, and by `set_sessions`: the host wakes its loops and rewrites
+    /// its status file.
+    pub fn changes(&self) -> watch::Receiver<u64> {
+        self.inner.shared.changes.subscribe()
     }
 
     /// Waits until every daemon link is open; false when `timeout` passes
     /// first or a link is closed for good.
     pub async fn wait_open(&self, timeout: Duration) -> bool {
         let deadline = Instant::now() + timeout.min(ACK_TIMEOUT_MAX);
-        for link in &self.inner.links {
-            let mut state = link.state.clone();
-            let settled =
-                timeout_at(deadline, state.wait_for(|s| *s != LinkState::Connecting)).await;
+        for daemon in &self.inner.daemons {
+            let mut status = daemon.handle.watch();
+            let settled = timeout_at(
+                deadline,
+                status.wait_for(|s| s.state != LinkState::Connecting),
+            )
+            .await;
             match settled {
-                Ok(Ok(state)) if *state == LinkState::Open => {}
+                Ok(Ok(status)) if status.state == LinkState::Open => {}
                 _ => return false,
             }
         }
         true
     }
 
-    /// Stops every link: sends still waiting fail with `link_closed`, each
-    /// socket gets a close frame, and the states become `Closed`. Idempotent.
+    /// Stops every link, session links too: sends still waiting fail with
+    /// `link_closed`, each socket gets a close frame, and the states become
+    /// `Closed`. Idempotent.
     pub async fn shutdown(&self) {
         self.inner.shutdown.send_replace(true);
-        let tasks = std::mem::take(
+        let mut tasks = self.inner.sessions().close();
+        tasks.append(&mut std::mem::take(
             &mut *self
                 .inner
                 .tasks
                 .lock()
                 .unwrap_or_else(|poisoned| poisoned.into_inner()),
-        );
+        ));
         for task in tasks {
             if let Err(e) = task.await {
                 tracing::error!(target: "sluice", "a broker link task failed: {e}");
             }
         }
-    }
-
-    /// The index of the open link a route goes over, or why there is none.
-    fn open_link_for(&self, route: &Route) -> Result<usize, String> {
-        match route {
-            Route::Daemon(slug) => {
-                let Some(&link) = self.inner.by_slug.get(slug) else {
-                    return Err(format!("link_not_open: unknown mesh {slug}"));
-                };
-                if *self.inner.links[link].state.borrow() == LinkState::Open {
-                    Ok(link)
-                } else {
-                    Err("link_not_open".to_string())
-                }
-            }
-            Route::Session(_) => Err("link_not_open: no session link".to_string()),
-        }
-    }
-}
-
-fn fill(results: &mut [Option<SendResult>], indices: &[usize], reason: &str) {
-    for &index in indices {
-        results[index] = Some(SendResult::Failed(reason.to_string()));
     }
 }

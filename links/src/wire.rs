@@ -78,6 +78,10 @@ pub struct Hello<'a> {
     pub session_id: Text<'a>,
     #[serde(default)]
     pub pid: u32,
+    /// The client's working directory. The real broker stores it with the
+    /// presence and answers nothing at all to a hello without it.
+    #[serde(default, borrow, skip_serializing_if = "Option::is_none")]
+    pub cwd: Option<Text<'a>>,
     #[serde(default, borrow)]
     pub hostname: Text<'a>,
     #[serde(default, borrow)]
@@ -124,6 +128,10 @@ pub struct SessionHello<'a> {
     pub session_id: Text<'a>,
     #[serde(default)]
     pub pid: u32,
+    /// The client's working directory. The real broker stores it with the
+    /// presence and answers nothing at all to a hello without it.
+    #[serde(default, borrow, skip_serializing_if = "Option::is_none")]
+    pub cwd: Option<Text<'a>>,
     #[serde(default, borrow)]
     pub hostname: Text<'a>,
     #[serde(default, borrow)]

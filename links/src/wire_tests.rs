@@ -17,6 +17,7 @@ fn hello_uses_the_brokers_camel_case_field_names() {
         pubkey: "p".into(),
         session_id: "s".into(),
         pid: 7,
+        cwd: Some("/w".into()),
         hostname: "h".into(),
         peer_type: "ai".into(),
         channel: "sluice".into(),
@@ -24,7 +25,7 @@ fn hello_uses_the_brokers_camel_case_field_names() {
         signature: "sig".into(),
     };
     let expected = json!({"type":"hello","meshId":"m","memberId":"u","pubkey":"p","sessionId":"s","pid":7,
-        "hostname":"h","peerType":"ai","channel":"sluice","timestamp":12,"signature":"sig"});
+        "cwd":"/w","hostname":"h","peerType":"ai","channel":"sluice","timestamp":12,"signature":"sig"});
     assert_eq!(as_json(&hello), expected);
 }
 

@@ -1,142 +1,98 @@
-//! The test broker, spoken to by a raw WebSocket client writing JSON by
-//! hand: the broker must answer as the real one was observed to.
+//! The test broker's hellos, spoken to by a raw WebSocket client writing
+//! JSON by hand: each answer as the real broker was observed to give it.
 
-mod common;
+mod broker_support;
 
-use common::*;
-use futures_util::{SinkExt as _, StreamExt as _};
-use serde_json::{Value, json};
-use sluice_links::{
-    BrokerOptions, Member, MemberKey, daemon_hello_message, session_attestation_message,
-    session_hello_message,
-};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
-use tokio::net::TcpStream;
+use broker_support::*;
+use futures_util::SinkExt as _;
+use serde_json::json;
+use sluice_links::{BrokerOptions, Member, MemberKey};
+use std::time::Duration;
 use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream, connect_async};
-
-type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
-
-fn now_ms() -> i64 {
-    let elapsed = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .expect("clock after 1970");
-    i64::try_from(elapsed.as_millis()).expect("fits")
-}
-
-async fn connect(url: &str) -> Socket {
-    connect_async(url).await.expect("connects").0
-}
-
-async fn send_json(socket: &mut Socket, value: &Value) {
-    socket
-        .send(Message::text(value.to_string()))
-        .await
-        .expect("write");
-}
-
-/// The next frame that is not a ping or pong.
-async fn next_frame(socket: &mut Socket) -> Message {
-    loop {
-        let frame = tokio::time::timeout(PATIENCE, socket.next())
-            .await
-            .expect("a frame in time");
-        match frame.expect("socket open").expect("read") {
-            Message::Ping(_) | Message::Pong(_) => continue,
-            other => return other,
-        }
-    }
-}
-
-async fn next_json(socket: &mut Socket) -> Value {
-    match next_frame(socket).await {
-        Message::Text(text) => serde_json::from_str(&text).expect("JSON"),
-        other => panic!("expected a text frame, got {other:?}"),
-    }
-}
-
-fn hello(key: &MemberKey, timestamp: i64) -> Value {
-    let pubkey = key.public_hex();
-    let signature = key.sign_hex(&daemon_hello_message(
-        MESH_ID, MEMBER_ID, &pubkey, timestamp,
-    ));
-    json!({"type": "hello", "meshId": MESH_ID, "memberId": MEMBER_ID, "pubkey": pubkey, "sessionId": "s", "pid": 1,
-        "hostname": "h", "peerType": "ai", "channel": "c", "timestamp": timestamp, "signature": signature})
-}
-
-fn send(cmid: &str) -> Value {
-    json!({"type": "send", "id": cmid, "client_message_id": cmid, "request_fingerprint": "ab", "targetSpec": "*",
-        "priority": "next", "nonce": "n", "ciphertext": "c"})
-}
-
-/// Sends `hello` and expects an error frame with `code`, then close 1008.
-async fn assert_refused(url: &str, hello: &Value, code: &str) {
-    let mut socket = connect(url).await;
-    send_json(&mut socket, hello).await;
-    let error = next_json(&mut socket).await;
-    assert_eq!(
-        (error["type"].as_str(), error["code"].as_str()),
-        (Some("error"), Some(code)),
-        "{error}"
-    );
-    assert!(error["message"].as_str().is_some_and(|m| !m.is_empty()));
-    match next_frame(&mut socket).await {
-        Message::Close(Some(close)) => assert_eq!(close.code, CloseCode::Policy),
-        other => panic!("expected close 1008, got {other:?}"),
-    }
-}
 
 #[tokio::test]
 async fn a_good_hello_gets_a_hello_ack_with_extra_fields() {
     let broker = start_broker(BrokerOptions::default()).await;
     let mut socket = connect(&broker.url()).await;
-    send_json(&mut socket, &hello(&member_key(), now_ms())).await;
+    send_json(&mut socket, &hello("s-good")).await;
     let ack = next_json(&mut socket).await;
     assert_eq!(ack["type"], "hello_ack");
     assert!(
-        ack["presenceId"].is_string()
-            && ack["displayName"].is_string()
-            && ack["policy"].is_object(),
+        ack["presenceId"].is_string() && ack["memberDisplayName"].is_string(),
         "{ack}"
     );
-    assert_eq!(broker.stats().hellos_accepted, 1);
+    let stats = broker.stats();
+    assert_eq!(stats.hellos_accepted, 1);
+    let peer = stats.peers.values().next().expect("the connection's peer");
+    assert!(!peer.is_session());
+    assert_eq!(peer.session_id, "s-good");
 }
 
 #[tokio::test]
-async fn a_bad_signature_is_refused_with_bad_signature_and_close_1008() {
+async fn a_hello_without_cwd_gets_nothing_and_the_socket_stays_open() {
     let broker = start_broker(BrokerOptions::default()).await;
-    let mut forged = hello(&member_key(), now_ms());
-    forged["memberId"] = json!("mem_someone_else");
-    assert_refused(&broker.url(), &forged, "bad_signature").await;
+    let mut socket = connect(&broker.url()).await;
+    let mut no_cwd = hello("s-cwd");
+    no_cwd.as_object_mut().expect("object").remove("cwd");
+    send_json(&mut socket, &no_cwd).await;
+    assert_quiet(&mut socket, "a hello without cwd").await;
+    let mut empty_cwd = hello("s-cwd");
+    empty_cwd["cwd"] = json!("");
+    send_json(&mut socket, &empty_cwd).await;
+    assert_quiet(&mut socket, "a hello with an empty cwd").await;
+    send_json(&mut socket, &send("after", "*")).await;
+    assert_eq!(
+        next_json(&mut socket).await["code"],
+        "no_hello",
+        "the ignored hellos did not open the link"
+    );
+    send_json(&mut socket, &hello("s-cwd")).await;
+    assert_eq!(next_json(&mut socket).await["type"], "hello_ack");
+    let stats = broker.stats();
     assert_eq!(
         (
-            broker.stats().hellos_rejected,
-            broker.stats().hellos_accepted
+            stats.hellos_ignored,
+            stats.hellos_accepted,
+            stats.hellos_rejected
         ),
-        (1, 0)
+        (2, 1, 0)
     );
 }
 
 #[tokio::test]
-async fn a_stale_timestamp_is_refused_with_timestamp_skew() {
+async fn a_session_hello_without_cwd_gets_nothing() {
+    let broker = start_broker(BrokerOptions::default()).await;
+    let mut socket = connect(&broker.url()).await;
+    let mut no_cwd = session_hello("s-session");
+    no_cwd.as_object_mut().expect("object").remove("cwd");
+    send_json(&mut socket, &no_cwd).await;
+    assert_quiet(&mut socket, "a session hello without cwd").await;
+    assert_eq!(broker.stats().hellos_ignored, 1);
+}
+
+#[tokio::test]
+async fn a_bad_signature_is_refused_with_the_real_message_and_close_1008() {
+    let broker = start_broker(BrokerOptions::default()).await;
+    let mut forged = hello("s-forged");
+    forged["memberId"] = json!("mem_someone_else");
+    let message = "hello rejected: bad_signature";
+    assert_refused(&broker.url(), &forged, "bad_signature", message).await;
+    let stats = broker.stats();
+    assert_eq!((stats.hellos_rejected, stats.hellos_accepted), (1, 0));
+}
+
+#[tokio::test]
+async fn a_stale_or_future_timestamp_is_refused_with_timestamp_skew() {
     let broker = start_broker(BrokerOptions {
         max_skew: Duration::from_secs(5),
         ..BrokerOptions::default()
     })
     .await;
-    assert_refused(
-        &broker.url(),
-        &hello(&member_key(), now_ms() - 6_000),
-        "timestamp_skew",
-    )
-    .await;
-    assert_refused(
-        &broker.url(),
-        &hello(&member_key(), now_ms() + 6_000),
-        "timestamp_skew",
-    )
-    .await;
+    let message = "hello rejected: timestamp_skew";
+    for skew_ms in [-6_000, 6_000] {
+        let stale = hello_as(&member_key(), MEMBER_ID, "s-skew", now_ms() + skew_ms);
+        assert_refused(&broker.url(), &stale, "timestamp_skew", message).await;
+    }
 }
 
 #[tokio::test]
@@ -151,114 +107,73 @@ async fn a_key_not_listed_for_the_mesh_is_unauthorized() {
         ..BrokerOptions::default()
     })
     .await;
-    assert_refused(
-        &broker.url(),
-        &hello(&MemberKey::from_seed([2; 32]), now_ms()),
-        "unauthorized",
-    )
-    .await;
-    let mut socket = connect(&broker.url()).await;
-    send_json(&mut socket, &hello(&member_key(), now_ms())).await;
-    assert_eq!(
-        next_json(&mut socket).await["type"],
-        "hello_ack",
-        "the listed key is let in"
-    );
+    let stranger = hello_as(&MemberKey::from_seed([2; 32]), MEMBER_ID, "s-x", now_ms());
+    let message = "pubkey not found in mesh";
+    assert_refused(&broker.url(), &stranger, "unauthorized", message).await;
+    open(&broker.url(), &hello("s-listed")).await;
+}
+
+#[tokio::test]
+async fn an_expired_or_too_long_attestation_is_refused() {
+    let broker = start_broker(BrokerOptions::default()).await;
+    let (member, session) = (member_key(), session_key());
+    let expired = session_hello_as(&member, &session, "s-old", now_ms() - 1);
+    let message = "attestation rejected: expired";
+    assert_refused(&broker.url(), &expired, "expired", message).await;
+    let too_long = session_hello_as(&member, &session, "s-long", now_ms() + 48 * HOUR_MS);
+    let message = "attestation rejected: ttl_too_long";
+    assert_refused(&broker.url(), &too_long, "ttl_too_long", message).await;
 }
 
 #[tokio::test]
 async fn a_send_before_hello_gets_no_hello_and_the_socket_stays_open() {
     let broker = start_broker(BrokerOptions::default()).await;
     let mut socket = connect(&broker.url()).await;
-    send_json(&mut socket, &send("early")).await;
-    let error = next_json(&mut socket).await;
-    assert_eq!(
-        (error["type"].as_str(), error["code"].as_str()),
-        (Some("error"), Some("no_hello"))
-    );
-    send_json(&mut socket, &hello(&member_key(), now_ms())).await;
+    for early in [send("early", "*"), json!({"type": "teleport"}), json!({})] {
+        send_json(&mut socket, &early).await;
+        assert_eq!(
+            next_json(&mut socket).await,
+            json!({"type": "error", "code": "no_hello", "message": "must send hello first"})
+        );
+    }
+    send_json(&mut socket, &hello("s-late")).await;
     assert_eq!(next_json(&mut socket).await["type"], "hello_ack");
-    send_json(&mut socket, &send("late")).await;
-    let ack = next_json(&mut socket).await;
-    assert_eq!(
-        (
-            ack["type"].as_str(),
-            ack["id"].as_str(),
-            ack["queued"].as_bool()
-        ),
-        (Some("ack"), Some("late"), Some(true))
-    );
+    assert_eq!(ack_error(&ack_of(&mut socket, "late", "*").await), None);
     assert_eq!(broker.stats().sends, 1, "the early send was not taken");
 }
 
 #[tokio::test]
-async fn malformed_json_gets_no_answer_and_unknown_types_get_unknown_message_type() {
+async fn malformed_json_and_unknown_types_get_no_answer() {
     let broker = start_broker(BrokerOptions::default()).await;
-    let mut socket = connect(&broker.url()).await;
-    send_json(&mut socket, &hello(&member_key(), now_ms())).await;
-    assert_eq!(next_json(&mut socket).await["type"], "hello_ack");
+    let mut socket = open(&broker.url(), &hello("s-noise")).await;
     socket
         .send(Message::text("{ not json"))
         .await
         .expect("write");
     send_json(&mut socket, &json!({"type": "teleport"})).await;
-    // Had the garbage been answered, that answer would come first.
-    let error = next_json(&mut socket).await;
-    assert_eq!(error["code"], "unknown_message_type", "{error}");
-}
-
-#[tokio::test]
-async fn a_repeated_client_message_id_gets_the_first_message_id_back() {
-    let broker = start_broker(BrokerOptions::default()).await;
-    let mut socket = connect(&broker.url()).await;
-    send_json(&mut socket, &hello(&member_key(), now_ms())).await;
-    assert_eq!(next_json(&mut socket).await["type"], "hello_ack");
-    send_json(&mut socket, &send("again")).await;
-    let first = next_json(&mut socket).await;
-    send_json(&mut socket, &send("other")).await;
-    let other = next_json(&mut socket).await;
-    send_json(&mut socket, &send("again")).await;
-    let repeat = next_json(&mut socket).await;
-    assert_eq!(first["messageId"], repeat["messageId"]);
-    assert_ne!(first["messageId"], other["messageId"]);
-    assert_eq!(repeat["queued"], true);
-    assert_eq!(broker.stats().receipts["again"], 2);
-}
-
-fn session_hello(member: &MemberKey, session: &MemberKey, expires_at: i64) -> Value {
-    let (parent, session_pubkey, timestamp) = (member.public_hex(), session.public_hex(), now_ms());
-    json!({"type": "session_hello", "meshId": MESH_ID, "parentMemberId": MEMBER_ID, "parentMemberPubkey": parent,
-        "sessionPubkey": session_pubkey,
-        "parentAttestation": {"sessionPubkey": session_pubkey, "parentMemberPubkey": parent, "expiresAt": expires_at,
-            "signature": member.sign_hex(&session_attestation_message(&parent, &session_pubkey, expires_at))},
-        "sessionId": "s", "pid": 1, "hostname": "h", "peerType": "ai", "channel": "c", "timestamp": timestamp,
-        "signature": session.sign_hex(&session_hello_message(MESH_ID, &parent, &session_pubkey, timestamp))})
+    send_json(&mut socket, &json!(null)).await;
+    // Had any of those been answered, that answer would come first.
+    assert_eq!(ack_error(&ack_of(&mut socket, "after", "*").await), None);
 }
 
 #[tokio::test]
 async fn a_session_hello_is_verified_and_its_sends_carry_the_session_key() {
     let broker = start_broker(BrokerOptions::default()).await;
-    let session = MemberKey::from_seed([9; 32]);
-    let mut socket = connect(&broker.url()).await;
-    send_json(
-        &mut socket,
-        &session_hello(&member_key(), &session, now_ms() + 3_600_000),
-    )
-    .await;
-    assert_eq!(next_json(&mut socket).await["type"], "hello_ack");
-    send_json(&mut socket, &send("from-session")).await;
-    assert_eq!(next_json(&mut socket).await["type"], "ack");
-    let peer = broker.stats().last_send["from-session"].peer.clone();
+    let mut socket = open(&broker.url(), &session_hello("s-session")).await;
+    assert_eq!(
+        ack_error(&ack_of(&mut socket, "from-session", "*").await),
+        None
+    );
+    let stats = broker.stats();
+    let peer = &stats.last_send["from-session"].peer;
     assert_eq!(
         (&peer.pubkey, &peer.parent_pubkey),
-        (&session.public_hex(), &Some(member_key().public_hex()))
+        (
+            &session_key().public_hex(),
+            &Some(member_key().public_hex())
+        )
     );
-    assert_refused(
-        &broker.url(),
-        &session_hello(&member_key(), &session, now_ms() + 48 * 3_600_000),
-        "ttl_too_long",
-    )
-    .await;
+    assert!(stats.peers[&peer.connection].is_session());
 }
 
 #[tokio::test]
@@ -269,13 +184,59 @@ async fn a_broker_without_session_support_answers_unknown_message_type() {
     })
     .await;
     let mut socket = connect(&broker.url()).await;
-    let session = MemberKey::from_seed([9; 32]);
-    send_json(
-        &mut socket,
-        &session_hello(&member_key(), &session, now_ms() + 3_600_000),
-    )
+    send_json(&mut socket, &session_hello("s-session")).await;
+    let error = next_json(&mut socket).await;
+    assert_eq!(
+        (error["type"].as_str(), error["code"].as_str()),
+        (Some("error"), Some("unknown_message_type"))
+    );
+}
+
+#[tokio::test]
+async fn the_same_session_id_closes_the_older_connection_with_session_replaced() {
+    let broker = start_broker(BrokerOptions::default()).await;
+    let mut first = open(&broker.url(), &hello("s-shared")).await;
+    let _second = open(&broker.url(), &hello("s-shared")).await;
+    let close = next_close(&mut first).await;
+    assert_eq!(
+        (u16::from(close.code), close.reason.as_str()),
+        (1000, "session_replaced")
+    );
+    let _other = open(&broker.url(), &hello("s-other")).await;
+    assert_eq!(broker.stats().hellos_accepted, 3);
+}
+
+#[tokio::test]
+async fn a_mesh_at_capacity_refuses_the_next_hello() {
+    let broker = start_broker(BrokerOptions::default()).await;
+    let mut sockets = Vec::new();
+    for i in 0..sluice_links::broker::CONNECTIONS_PER_MESH_MAX {
+        sockets.push(open(&broker.url(), &hello(&format!("s-{i}"))).await);
+    }
+    let message = "mesh at connection capacity";
+    assert_refused(&broker.url(), &hello("s-one-more"), "capacity", message).await;
+}
+
+#[tokio::test]
+async fn a_frame_over_64_kib_closes_the_socket() {
+    let broker = start_broker(BrokerOptions::default()).await;
+    let mut socket = open(&broker.url(), &hello("s-big")).await;
+    let mut big = send("big", "*");
+    big["ciphertext"] = json!("x".repeat(sluice_links::broker::MAX_FRAME_BYTES));
+    let _ = socket.send(Message::text(big.to_string())).await;
+    let ended = tokio::time::timeout(PATIENCE, async {
+        use futures_util::StreamExt as _;
+        loop {
+            match socket.next().await {
+                Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+                Some(Ok(Message::Close(_))) | Some(Err(_)) | None => return true,
+                Some(Ok(other)) => panic!("expected the socket to end, got {other:?}"),
+            }
+        }
+    })
     .await;
-    assert_eq!(next_json(&mut socket).await["code"], "unknown_message_type");
+    assert_eq!(ended, Ok(true));
+    assert_eq!(broker.stats().sends, 0);
 }
 
 #[tokio::test]

@@ -2,9 +2,11 @@
 //! 127.0.0.1: drops, closes, refusals, dead ports, shutdown, noise.
 
 mod common;
+mod scripted;
 
 use common::*;
-use sluice_links::{BrokerOptions, LinkState, Links};
+use scripted::Scripted;
+use sluice_links::{BrokerOptions, LinkKind, LinkState, Links};
 use sluice_policy::SendResult;
 use std::time::Duration;
 use tokio::time::Instant;
@@ -120,7 +122,7 @@ async fn a_link_to_a_closed_port_stays_connecting_and_refuses_sends_at_once() {
     let unused = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let url = format!("ws://{}", unused.local_addr().expect("address"));
     drop(unused);
-    let links = Links::start(vec![mesh("main", &url)], link_options());
+    let links = Links::start(vec![mesh("main", &url)], Vec::new(), link_options());
     assert!(!links.wait_open(Duration::from_millis(300)).await);
     assert_eq!(
         links.states(),
@@ -149,13 +151,108 @@ async fn a_refused_hello_keeps_the_link_connecting_and_it_tries_again() {
         ..BrokerOptions::default()
     })
     .await;
-    let links = Links::start(vec![mesh("main", &broker.url())], link_options());
+    let links = Links::start(
+        vec![mesh("main", &broker.url())],
+        Vec::new(),
+        link_options(),
+    );
     assert!(
         eventually(|| broker.stats().hellos_rejected >= 3).await,
         "the link gave up after a refusal"
     );
     assert_eq!(links.states()[0].1, LinkState::Connecting);
     assert_eq!(broker.stats().hellos_accepted, 0);
+    let report = links.reports().remove(0);
+    assert!(report.failures >= 3, "{report:?}");
+    let error = report.last_error.expect("the refusal is kept");
+    assert!(
+        error.contains("unauthorized") && error.contains("not a member of this mesh"),
+        "{error}"
+    );
+    links.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_hello_is_reported_with_the_brokers_code_message_and_what_to_do() {
+    let server = Scripted::start(scripted::refusing(
+        "bad_signature",
+        "hello rejected: bad_signature",
+    ))
+    .await;
+    let links = Links::start(
+        vec![mesh("main", &server.url())],
+        Vec::new(),
+        link_options(),
+    );
+    assert!(
+        eventually(|| links.reports()[0].failures >= 2).await,
+        "{:?}",
+        links.reports()
+    );
+    let report = links.reports().remove(0);
+    assert_eq!(
+        (report.kind, report.mesh.as_str(), report.state),
+        (LinkKind::Daemon, "main", LinkState::Connecting)
+    );
+    assert_eq!(report.url, server.url());
+    assert_eq!(report.session_pubkey, None);
+    let error = report.last_error.expect("the refusal is kept");
+    for part in [
+        "bad_signature",
+        "hello rejected: bad_signature",
+        "check public_key/secret_key and mesh_id/member_id",
+    ] {
+        assert!(error.contains(part), "{part:?} missing from {error}");
+    }
+    links.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_link_reports_when_it_entered_its_state_and_clears_the_error_once_open() {
+    let unused = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let address = unused.local_addr().expect("address");
+    drop(unused);
+    let links = Links::start(
+        vec![mesh("main", &format!("ws://{address}"))],
+        Vec::new(),
+        link_options(),
+    );
+    assert!(eventually(|| links.reports()[0].failures >= 2).await);
+    let down = links.reports().remove(0);
+    assert!(
+        down.last_error
+            .as_deref()
+            .is_some_and(|e| e.contains("connecting to")),
+        "{down:?}"
+    );
+    let mut changes = links.changes();
+    changes.borrow_and_update();
+    // A broker appears on that port: the link opens and forgets the error.
+    let broker = sluice_links::Broker::start(address, BrokerOptions::default())
+        .await
+        .expect("the port is free again");
+    assert!(links.wait_open(PATIENCE).await, "{:?}", links.reports());
+    // The status is published first, then the change: wait for the bump.
+    assert!(
+        tokio::time::timeout(PATIENCE, changes.changed())
+            .await
+            .is_ok(),
+        "opening bumped no change"
+    );
+    let open = links.reports().remove(0);
+    assert!(open.since_ms >= down.since_ms, "{open:?} {down:?}");
+    assert_eq!(
+        (open.state, open.last_error, open.failures),
+        (LinkState::Open, None, 0)
+    );
+    changes.borrow_and_update();
+    broker.drop_connections();
+    assert!(
+        tokio::time::timeout(PATIENCE, changes.changed())
+            .await
+            .is_ok(),
+        "losing the link bumped no change"
+    );
     links.shutdown().await;
 }
 

@@ -253,6 +253,7 @@ async fn two_meshes_send_in_parallel_and_results_keep_dispatch_order() {
     .await;
     let links = Links::start(
         vec![mesh("one", &first.url()), mesh("two", &second.url())],
+        Vec::new(),
         link_options(),
     );
     assert!(links.wait_open(PATIENCE).await);

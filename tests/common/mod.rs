@@ -48,6 +48,27 @@ impl TestBroker {
         }
     }
 
+    /// A broker serving wss:// with this certificate and key (PEM).
+    pub fn start_tls(options: BrokerOptions, cert_pem: &str, key_pem: &str) -> TestBroker {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let broker = runtime
+            .block_on(Broker::start_tls(
+                SocketAddr::from(([127, 0, 0, 1], 0)),
+                options,
+                cert_pem,
+                key_pem,
+            ))
+            .unwrap();
+        TestBroker {
+            broker: Some(broker),
+            runtime,
+        }
+    }
+
     pub fn url(&self) -> String {
         self.broker.as_ref().unwrap().url()
     }
@@ -81,15 +102,22 @@ pub struct Setup {
 }
 
 impl Setup {
-    /// A config with one mesh `alpha` on `broker_url`, plus extra TOML (e.g. a `[policy]` table).
+    /// A config with one mesh `alpha` on `broker_url` with no send budget
+    /// (the test broker sets no rate limit unless asked), plus extra TOML
+    /// (e.g. a `[policy]` table).
     pub fn new(broker_url: &str, extra: &str) -> Setup {
+        Setup::with_mesh(broker_url, "rate_limit_per_minute = 0\n", extra)
+    }
+
+    /// Like `new`, with `mesh_extra` added to the `[[mesh]]` table.
+    pub fn with_mesh(broker_url: &str, mesh_extra: &str, extra: &str) -> Setup {
         let dir = tempfile::tempdir().unwrap();
         let outbox = dir.path().join("outbox.db");
         let config = dir.path().join("sluice.toml");
         let key = MemberKey::from_seed(MEMBER_SEED);
         let secret = format!("{}{}", hex::encode(MEMBER_SEED), key.public_hex());
         let text = format!(
-            "outbox = \"outbox.db\"\n\n[drain]\npoll_interval_ms = 50\n\n[[mesh]]\nslug = \"{MESH}\"\nbroker_url = \"{broker_url}\"\nmesh_id = \"mesh_01JTESTMESH\"\nmember_id = \"mem_01JTESTMEMBER\"\npublic_key = \"{}\"\nsecret_key = \"{secret}\"\n\n{extra}\n",
+            "outbox = \"outbox.db\"\n\n[drain]\npoll_interval_ms = 50\n\n[[mesh]]\nslug = \"{MESH}\"\nbroker_url = \"{broker_url}\"\nmesh_id = \"mesh_01JTESTMESH\"\nmember_id = \"mem_01JTESTMEMBER\"\npublic_key = \"{}\"\nsecret_key = \"{secret}\"\n{mesh_extra}\n{extra}\n",
             key.public_hex()
         );
         std::fs::write(&config, text).unwrap();
@@ -165,19 +193,42 @@ pub fn sluice(args: &[&str]) -> Output {
 
 /// Waits for a child, killing it if it outlives `limit`.
 pub fn wait_output(mut child: Child, limit: Duration) -> Output {
+    // Read both pipes while the child runs: a chatty child would otherwise
+    // fill a pipe and block on its next write, and never finish.
+    fn drain(
+        pipe: Option<impl std::io::Read + Send + 'static>,
+    ) -> std::thread::JoinHandle<Vec<u8>> {
+        std::thread::spawn(move || {
+            let mut bytes = Vec::new();
+            if let Some(mut pipe) = pipe {
+                let _ = pipe.read_to_end(&mut bytes);
+            }
+            bytes
+        })
+    }
+    let (stdout, stderr) = (drain(child.stdout.take()), drain(child.stderr.take()));
     let deadline = Instant::now() + limit;
+    let mut timed_out = false;
     while child.try_wait().unwrap().is_none() {
         if Instant::now() > deadline {
             let _ = child.kill();
-            let out = child.wait_with_output().unwrap();
-            panic!(
-                "sluice did not finish within {limit:?}; stderr:\n{}",
-                String::from_utf8_lossy(&out.stderr)
-            );
+            timed_out = true;
+            break;
         }
         std::thread::sleep(Duration::from_millis(20));
     }
-    child.wait_with_output().unwrap()
+    let status = child.wait().unwrap();
+    let (stdout, stderr) = (stdout.join().unwrap(), stderr.join().unwrap());
+    assert!(
+        !timed_out,
+        "sluice did not finish within {limit:?}; stderr:\n{}",
+        String::from_utf8_lossy(&stderr)
+    );
+    Output {
+        status,
+        stdout,
+        stderr,
+    }
 }
 
 /// Polls `condition` every 20 ms until it holds; panics after `limit`.

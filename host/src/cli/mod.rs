@@ -4,6 +4,7 @@ mod broker;
 mod enqueue;
 mod replay;
 mod run;
+mod session;
 mod sim;
 mod status;
 
@@ -36,6 +37,10 @@ enum Command {
     Trace(replay::TraceArgs),
     /// Simulate a policy against a seeded outbox and broker, checking invariants every tick.
     Sim(sim::SimArgs),
+    /// Add, remove or list the config's sessions; a running drainer picks the change up.
+    Session(session::SessionArgs),
+    /// Print a fresh key pair (public_key, secret_key) for a session or member.
+    Keygen(session::KeygenArgs),
 }
 
 pub fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -48,6 +53,8 @@ pub fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Replay(args) => replay::replay_command(&args),
         Command::Trace(args) => replay::trace_command(&args),
         Command::Sim(args) => sim::sim(&args),
+        Command::Session(args) => session::session(&args),
+        Command::Keygen(args) => session::keygen(&args),
     }
 }
 

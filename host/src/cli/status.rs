@@ -1,6 +1,7 @@
 //! `sluice status`: what is in the outbox, at a glance.
 
 use crate::config::Config;
+use crate::linkstatus;
 use crate::world::now_ms;
 use clap::Args;
 use sluice_store::Outbox;
@@ -40,6 +41,29 @@ pub fn status(args: &StatusArgs) -> anyhow::Result<ExitCode> {
         println!("most common last errors:");
         for (error, count) in &report.top_errors {
             println!("  {count:>7}  {error}");
+        }
+    }
+    let drainers = linkstatus::read_all(&config.outbox);
+    if drainers.is_empty() {
+        println!("links: no drainer is running on this outbox");
+    }
+    let now = now_ms();
+    for (pid, lines) in drainers {
+        println!("links of drainer {pid}:");
+        for line in lines {
+            let name = match &line.session_pubkey {
+                Some(key) => format!("session {}…", key.chars().take(12).collect::<String>()),
+                None => format!("mesh {}", line.mesh),
+            };
+            println!(
+                "  {name:<22} {:<11} for {}  {}",
+                line.state,
+                human_age(now - line.since_ms),
+                line.url
+            );
+            if let Some(error) = &line.last_error {
+                println!("  {:<22} {} failures; last: {error}", "", line.failures);
+            }
         }
     }
     Ok(ExitCode::SUCCESS)

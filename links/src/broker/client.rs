@@ -2,22 +2,22 @@
 //!
 //! Owns: the per-connection loop — read every ready frame, answer it, flush
 //! once when nothing more is ready — plus delayed (still pipelined) acks,
-//! pings and closes. Does not own: what each frame gets in answer
-//! (`answer`), the hello rules (`handshake`), what a send's answer is
-//! (`ledger`), or accepting sockets (`mod`).
+//! pings and closes, the close when a later hello replaces this
+//! connection, and leaving the presences when it ends. Does not own: what
+//! each frame gets in answer (`answer`), the hello rules (`handshake`), what
+//! a send's answer is (`ledger`), or accepting sockets and TLS (`mod`).
 
 use super::chatter::chatter_frame;
-use super::ledger::Peer;
-use super::{BROKER_PING_INTERVAL, READ_BURST_MAX, Shared};
+use super::faults::Faults;
+use super::stats::Peer;
+use super::{BROKER_PING_INTERVAL, READ_BURST_MAX, Shared, Socket};
 use crate::config::CLOSE_TIMEOUT;
 use crate::wire;
 use futures_util::{FutureExt as _, SinkExt as _, StreamExt as _};
 use std::collections::BTreeMap;
 use std::pin::pin;
 use std::sync::Arc;
-use tokio::net::TcpStream;
 use tokio::time::{Instant, MissedTickBehavior, interval_at, sleep_until, timeout};
-use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
@@ -34,10 +34,16 @@ pub(super) enum Step {
 }
 
 pub(crate) struct Client {
-    pub(super) ws: WebSocketStream<TcpStream>,
+    pub(super) ws: Socket,
     pub(super) shared: Arc<Shared>,
     pub(super) connection: u64,
     pub(super) peer: Option<Arc<Peer>>,
+    /// The presence this connection holds once its hello was accepted.
+    pub(super) presence: Option<u64>,
+    /// Text frames received after the hello (`close_after_frames`).
+    pub(super) frames: u32,
+    /// This connection's seeded choices.
+    pub(super) faults: Faults,
     /// Sends received that will get an ack not yet written.
     pub(super) unacked: u32,
     pub(super) received: u32,
@@ -50,16 +56,16 @@ pub(crate) struct Client {
 }
 
 impl Client {
-    pub(crate) fn new(
-        ws: WebSocketStream<TcpStream>,
-        shared: Arc<Shared>,
-        connection: u64,
-    ) -> Client {
+    pub(crate) fn new(ws: Socket, shared: Arc<Shared>, connection: u64) -> Client {
+        let faults = Faults::new(shared.options.seed, connection);
         Client {
             ws,
             shared,
             connection,
             peer: None,
+            presence: None,
+            frames: 0,
+            faults,
             unacked: 0,
             received: 0,
             delayed: BTreeMap::new(),
@@ -69,8 +75,19 @@ impl Client {
         }
     }
 
+    /// Serves the connection until it ends, then starts its presence's
+    /// offline lease.
     pub(crate) async fn run(mut self) {
+        self.serve().await;
+        let now_ms = self.shared.clock_ms();
+        self.shared
+            .ledger()
+            .leave(self.presence, self.connection, now_ms);
+    }
+
+    async fn serve(&mut self) {
         let mut drops = self.shared.drops.subscribe();
+        let mut replacements = self.shared.replacements.subscribe();
         let mut shutdown = self.shared.shutdown.subscribe();
         if *shutdown.borrow() {
             return;
@@ -91,6 +108,7 @@ impl Client {
                 biased;
                 _ = shutdown.changed() => Step::Close(close(CloseCode::Away, "broker shutting down")),
                 _ = drops.changed() => Step::End,
+                _ = replacements.changed() => self.replaced(),
                 () = &mut timer, if armed.is_some() => {
                     armed = None;
                     self.release_due().await
@@ -137,6 +155,16 @@ impl Client {
             }
         }
         Step::Continue
+    }
+
+    /// A later hello took this connection's presence: close it as the real
+    /// broker does (1000 `session_replaced`).
+    fn replaced(&mut self) -> Step {
+        if self.shared.ledger().take_replaced(self.connection) {
+            Step::Close(close(CloseCode::Normal, "session_replaced"))
+        } else {
+            Step::Continue
+        }
     }
 
     /// Writes every delayed ack whose time has come.

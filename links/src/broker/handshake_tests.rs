@@ -1,7 +1,7 @@
 //! Hello checks against hand-made hellos, one broken part at a time.
 
 use super::*;
-use crate::broker::options::Member;
+use crate::broker::members::Member;
 use crate::identity::MemberKey;
 
 const NOW: i64 = 1_767_225_600_000;
@@ -61,6 +61,7 @@ fn session_hello(parts: &SessionParts) -> wire::SessionHello<'_> {
         },
         session_id: "s".into(),
         pid: 1,
+        cwd: Some("/work".into()),
         hostname: "h".into(),
         peer_type: "ai".into(),
         channel: "c".into(),
@@ -162,6 +163,7 @@ fn a_listed_member_id_must_match_the_hello() {
         pubkey: pubkey.as_str().into(),
         session_id: "s".into(),
         pid: 1,
+        cwd: Some("/work".into()),
         hostname: "h".into(),
         peer_type: "ai".into(),
         channel: "c".into(),
@@ -181,4 +183,61 @@ fn a_listed_member_id_must_match_the_hello() {
         "unauthorized"
     );
     assert_eq!(code(check_hello(&hello, &only("mem_b"), NOW)), "accepted");
+}
+
+#[test]
+fn session_hellos_with_misshapen_keys_are_refused_before_any_signature() {
+    let keys = keys();
+    let mut upper = session_parts(&keys, NOW + HOUR_MS);
+    upper.session = upper.session.to_uppercase();
+    assert_eq!(
+        code(check_session_hello(
+            &session_hello(&upper),
+            &BrokerOptions::default(),
+            NOW
+        )),
+        "bad_session_pubkey"
+    );
+    let parts = session_parts(&keys, NOW + HOUR_MS);
+    let mut hello = session_hello(&parts);
+    let other = MemberKey::from_seed([1; 32]).public_hex();
+    hello.parent_attestation.session_pubkey = other.as_str().into();
+    let refusal =
+        check_session_hello(&hello, &BrokerOptions::default(), NOW).expect_err("mismatch");
+    assert_eq!(refusal.code, "attestation_mismatch");
+}
+
+#[test]
+fn refusals_carry_the_real_brokers_messages() {
+    let message = |code: RefusalCode, session| code.refusal(session).message;
+    assert_eq!(
+        message(RefusalCode::BadSignature, false),
+        "hello rejected: bad_signature"
+    );
+    assert_eq!(
+        message(RefusalCode::TimestampSkew, false),
+        "hello rejected: timestamp_skew"
+    );
+    assert_eq!(
+        message(RefusalCode::BadSignature, true),
+        "session_hello rejected: bad_signature"
+    );
+    assert_eq!(
+        message(RefusalCode::Unauthorized, false),
+        "pubkey not found in mesh"
+    );
+    assert_eq!(
+        message(RefusalCode::Expired, true),
+        "attestation rejected: expired"
+    );
+    assert_eq!(
+        message(RefusalCode::Capacity, false),
+        "mesh at connection capacity"
+    );
+    assert_eq!("timestamp_skew".parse(), Ok(RefusalCode::TimestampSkew));
+    let error = "nope"
+        .parse::<RefusalCode>()
+        .expect_err("unknown")
+        .to_string();
+    assert!(error.contains("bad_signature, timestamp_skew"), "{error}");
 }

@@ -1,74 +1,39 @@
 //! What the test broker has seen, and the answer each send gets.
 //!
-//! Owns: counters, receipts per client message id, dedupe (a repeat gets its
-//! first message id back), rejection switches, and the stats snapshot. Does
-//! not own: sockets or timing of acks (`client`).
+//! Owns: counters, receipts per client message id (no dedupe: a repeat is a
+//! new message, as on the real broker), the order of a send's checks (rate
+//! limit first, then the direct-target check, then the test switches), the
+//! presences and rate buckets that those checks read, and the stats
+//! snapshot. Does not own: sockets or timing of acks (`client`), the bucket
+//! arithmetic (`rate_limit`) or the presence rules (`presence`).
 //!
 //! One `Ledger` behind a `std::sync::Mutex` serves every connection: each
 //! send holds the lock for a few map operations and never across an await,
 //! so an async mutex would only add cost.
 
 use super::options::BrokerOptions;
+use super::presence::{Joined, Presences};
+use super::rate_limit::Buckets;
+use super::stats::{BrokerStats, Peer, SentFrame};
 use crate::wire;
 use std::collections::hash_map::Entry;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
-/// Who a connection said it was, once its hello was accepted.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Peer {
-    pub mesh_id: String,
-    pub member_id: String,
-    /// The key the link authenticated with: the member key on a daemon link,
-    /// the session key on a session link.
-    pub pubkey: String,
-    /// The member key that attested the session key (session links only).
-    pub parent_pubkey: Option<String>,
-    /// Which accepted connection (counts from 1), to tell reconnects apart.
-    pub connection: u64,
-}
+/// The real broker's ack error for a direct send nobody can take, verbatim.
+pub const NO_CONNECTED_PEER: &str = "no connected peer for target (not online, or targetSpec is your own key without another session)";
 
-/// The last `send` frame received under one client message id.
-#[derive(Clone, Debug)]
-pub struct SentFrame {
-    /// The link it came over.
-    pub peer: Arc<Peer>,
-    pub id: String,
-    pub target_spec: String,
-    pub priority: String,
-    pub nonce: String,
-    pub ciphertext: String,
-    pub request_fingerprint: String,
-}
-
-/// A snapshot of the broker's counters.
-#[derive(Clone, Debug, Default)]
-pub struct BrokerStats {
-    pub hellos_accepted: u64,
-    pub hellos_rejected: u64,
-    pub sends: u64,
-    pub accepted: u64,
-    pub rejected: u64,
-    /// Client message id → times received.
-    pub receipts: BTreeMap<String, u32>,
-    pub last_send: BTreeMap<String, SentFrame>,
-    /// Client message id → the message id of its first acceptance (what
-    /// every later repeat is answered with).
-    pub message_ids: BTreeMap<String, String>,
-    /// Most sends one connection had received and not yet acked: above 1
-    /// proves the client pipelines.
-    pub max_unacked: u32,
-    /// Pongs received: proves clients answer the broker's pings.
-    pub pongs: u64,
-}
+/// Accepted hellos whose peer the stats keep (the most recent): bounds the
+/// stats of a long run of reconnects.
+const PEERS_KEPT_MAX: usize = 10_000;
 
 /// The broker's answer to one send.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Answer {
-    /// No ack at all (a silent target).
+    /// No ack at all (a silent target, a dropped ack, no `targetSpec`).
     Silence,
     Ack {
-        message_id: Option<String>,
+        message_id: String,
         queued: bool,
         error: Option<String>,
     },
@@ -76,7 +41,7 @@ pub(crate) enum Answer {
 
 struct Receipt {
     count: u32,
-    first_message_id: Option<String>,
+    message_ids: Vec<String>,
     last: SentFrame,
 }
 
@@ -84,9 +49,15 @@ struct Receipt {
 pub(crate) struct Ledger {
     hellos_accepted: u64,
     hellos_rejected: u64,
+    hellos_ignored: u64,
+    /// Hellos that passed the real checks: what `refuse_hello_first` counts.
+    hellos_passed: u64,
     sends: u64,
     accepted: u64,
     rejected: u64,
+    rate_limited: u64,
+    acks_dropped: u64,
+    sends_untargeted: u64,
     max_unacked: u32,
     pongs: u64,
     /// A HashMap, not the snapshot's BTreeMap: one hash lookup per send;
@@ -94,6 +65,12 @@ pub(crate) struct Ledger {
     receipts: HashMap<String, Receipt>,
     messages: u64,
     connections: u64,
+    connections_open: u64,
+    presences: Presences,
+    buckets: Buckets,
+    /// Open connections a later hello replaced, until they close.
+    replaced: BTreeSet<u64>,
+    peers: BTreeMap<u64, Arc<Peer>>,
 }
 
 impl Ledger {
@@ -105,25 +82,87 @@ impl Ledger {
         }
     }
 
+    pub(crate) fn hello_ignored(&mut self) {
+        self.hellos_ignored += 1;
+    }
+
+    /// Counts a hello that passed the real checks; returns how many have.
+    pub(crate) fn hello_passed(&mut self) -> u64 {
+        self.hellos_passed += 1;
+        self.hellos_passed
+    }
+
     pub(crate) fn pong(&mut self) {
         self.pongs += 1;
     }
 
     pub(crate) fn next_connection(&mut self) -> u64 {
         self.connections += 1;
+        self.connections_open += 1;
         self.connections
     }
 
+    /// Whether `mesh_id` may take one more presence.
+    pub(crate) fn has_room(&mut self, mesh_id: &str, now_ms: u64) -> bool {
+        self.presences.count(mesh_id, now_ms) < super::presence::CONNECTIONS_PER_MESH_MAX
+    }
+
+    /// An accepted hello: joins the presences. Connections it replaced are
+    /// marked for `take_replaced`.
+    pub(crate) fn join(&mut self, peer: &Arc<Peer>, now_ms: u64) -> Joined {
+        let joined = self.presences.join(peer, now_ms);
+        self.replaced.extend(joined.replaced.iter().copied());
+        self.peers.insert(peer.connection, Arc::clone(peer));
+        while self.peers.len() > PEERS_KEPT_MAX {
+            self.peers.pop_first();
+        }
+        joined
+    }
+
+    /// A connection ended: its presence (if any) starts its lease.
+    pub(crate) fn leave(&mut self, presence: Option<u64>, connection: u64, now_ms: u64) {
+        self.replaced.remove(&connection);
+        self.connections_open = self.connections_open.saturating_sub(1);
+        if let Some(presence) = presence {
+            self.presences.leave(presence, connection, now_ms);
+        }
+    }
+
+    /// Whether a later hello replaced `connection` (it must close).
+    pub(crate) fn take_replaced(&mut self, connection: u64) -> bool {
+        self.replaced.remove(&connection)
+    }
+
+    /// A send frame without a string `targetSpec`: it still spends a token
+    /// (the real broker checks the limit first and then throws).
+    pub(crate) fn record_untargeted_send(
+        &mut self,
+        peer: &Peer,
+        options: &BrokerOptions,
+        now_ms: u64,
+    ) -> Answer {
+        self.sends += 1;
+        if let Some(limited) = self.spend_token(peer, options, now_ms) {
+            return limited;
+        }
+        self.sends_untargeted += 1;
+        Answer::Silence
+    }
+
     /// Records a send and decides its answer. `unacked_if_answered` is the
-    /// connection's count of unanswered sends should this one get an ack.
+    /// connection's count of unanswered sends should this one get an ack;
+    /// `drop_ack`: if accepted, swallow the ack.
     pub(crate) fn record_send(
         &mut self,
         peer: &Arc<Peer>,
         frame: &wire::Send<'_>,
         options: &BrokerOptions,
         unacked_if_answered: u32,
+        drop_ack: bool,
+        now_ms: u64,
     ) -> Answer {
         self.sends += 1;
+        let limited = self.spend_token(peer, options, now_ms);
         let cmid: &str = if frame.client_message_id.is_empty() {
             &frame.id
         } else {
@@ -139,56 +178,72 @@ impl Ledger {
             }
             Entry::Vacant(entry) => entry.insert(Receipt {
                 count: 1,
-                first_message_id: None,
+                message_ids: Vec::new(),
                 last,
             }),
         };
-        let target: &str = &frame.target_spec;
-        if options.silent_targets.iter().any(|t| t == target) {
+        if let Some(limited) = limited {
+            self.max_unacked = self.max_unacked.max(unacked_if_answered);
+            return limited;
+        }
+        let rule = rule_answer(
+            &mut self.presences,
+            peer,
+            &frame.target_spec,
+            receipt.count,
+            options,
+            now_ms,
+        );
+        match rule {
+            Some(Answer::Silence) => return Answer::Silence,
+            Some(rejected) => {
+                self.rejected += 1;
+                self.max_unacked = self.max_unacked.max(unacked_if_answered);
+                return rejected;
+            }
+            None => {}
+        }
+        self.messages += 1;
+        let message_id = format!("msg_{}", self.messages);
+        receipt.message_ids.push(message_id.clone());
+        self.accepted += 1;
+        if drop_ack {
+            self.acks_dropped += 1;
             return Answer::Silence;
         }
-        let answer =
-            if let Some((_, error)) = options.reject_permanent.iter().find(|(t, _)| t == target) {
-                rejection(error)
-            } else if let Some((_, _, error)) = options
-                .reject_transient
-                .iter()
-                .find(|(t, n, _)| t == target && receipt.count <= *n)
-            {
-                rejection(error)
-            } else if let Some(first) = &receipt.first_message_id {
-                // The real broker would deliver a repeat again; this one dedupes
-                // so tests can see at-least-once re-sends land on one message.
-                Answer::Ack {
-                    message_id: Some(first.clone()),
-                    queued: true,
-                    error: None,
-                }
-            } else {
-                self.messages += 1;
-                let message_id = format!("msg_{}", self.messages);
-                receipt.first_message_id = Some(message_id.clone());
-                Answer::Ack {
-                    message_id: Some(message_id),
-                    queued: true,
-                    error: None,
-                }
-            };
-        match &answer {
-            Answer::Ack { error: Some(_), .. } => self.rejected += 1,
-            _ => self.accepted += 1,
-        }
         self.max_unacked = self.max_unacked.max(unacked_if_answered);
-        answer
+        Answer::Ack {
+            message_id,
+            queued: true,
+            error: None,
+        }
+    }
+
+    /// The rate limit's answer if it refuses, after taking a token if not.
+    fn spend_token(&mut self, peer: &Peer, options: &BrokerOptions, now_ms: u64) -> Option<Answer> {
+        let limit = options.rate_limit?;
+        if self
+            .buckets
+            .take(&peer.mesh_id, peer.member_pubkey(), limit, now_ms)
+        {
+            return None;
+        }
+        self.rate_limited += 1;
+        self.rejected += 1;
+        Some(rejection(&limit.rejection()))
     }
 
     pub(crate) fn snapshot(&self) -> BrokerStats {
         BrokerStats {
             hellos_accepted: self.hellos_accepted,
             hellos_rejected: self.hellos_rejected,
+            hellos_ignored: self.hellos_ignored,
             sends: self.sends,
             accepted: self.accepted,
             rejected: self.rejected,
+            rate_limited: self.rate_limited,
+            acks_dropped: self.acks_dropped,
+            sends_untargeted: self.sends_untargeted,
             receipts: self
                 .receipts
                 .iter()
@@ -202,17 +257,62 @@ impl Ledger {
             message_ids: self
                 .receipts
                 .iter()
-                .filter_map(|(id, r)| Some((id.clone(), r.first_message_id.clone()?)))
+                .filter_map(|(id, r)| Some((id.clone(), r.message_ids.last()?.clone())))
+                .collect(),
+            all_message_ids: self
+                .receipts
+                .iter()
+                .filter(|(_, r)| !r.message_ids.is_empty())
+                .map(|(id, r)| (id.clone(), r.message_ids.clone()))
                 .collect(),
             max_unacked: self.max_unacked,
             pongs: self.pongs,
+            connections_open: self.connections_open,
+            peers: self.peers.clone(),
         }
     }
 }
 
+/// What the rules after the rate limit make of a send, in the real
+/// broker's order (direct target first), then the test switches; `None`:
+/// accepted. `receipts` is how often this client message id has arrived.
+fn rule_answer(
+    presences: &mut Presences,
+    peer: &Peer,
+    target: &str,
+    receipts: u32,
+    options: &BrokerOptions,
+    now_ms: u64,
+) -> Option<Answer> {
+    if is_direct(target)
+        && !options.online_peers.iter().any(|online| online == target)
+        && !presences.has_peer(&peer.mesh_id, target, peer.connection, now_ms)
+    {
+        return Some(rejection(NO_CONNECTED_PEER));
+    }
+    if options.silent_targets.iter().any(|t| t == target) {
+        return Some(Answer::Silence);
+    }
+    if let Some((_, error)) = options.reject_permanent.iter().find(|(t, _)| t == target) {
+        return Some(rejection(error));
+    }
+    options
+        .reject_transient
+        .iter()
+        .find(|(t, n, _)| t == target && receipts <= *n)
+        .map(|(_, _, error)| rejection(error))
+}
+
+/// A direct send: not a broadcast (`*`, `@all`), a group (`@name`) or a
+/// topic (`#id`). The real broker treats anything else as a pubkey.
+pub(crate) fn is_direct(target: &str) -> bool {
+    target != "*" && !target.starts_with('@') && !target.starts_with('#')
+}
+
+/// A rejection as the real broker writes it: `messageId` empty, not queued.
 fn rejection(error: &str) -> Answer {
     Answer::Ack {
-        message_id: None,
+        message_id: String::new(),
         queued: false,
         error: Some(error.to_string()),
     }

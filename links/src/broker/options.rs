@@ -1,10 +1,14 @@
-//! How the test broker behaves, and the keys file that says who may connect.
+//! How the test broker behaves: the real broker's rules it can relax or
+//! tighten, and the faults it injects.
 //!
-//! Owns: `BrokerOptions`, `Member`, `load_members`. Does not own: applying
-//! the options (`ledger` decides acks, `handshake` checks hellos).
+//! Owns: `BrokerOptions` and `OptionError` (a flag value that does not
+//! parse). Does not own: applying the options (`ledger` decides acks,
+//! `handshake` checks hellos, `faults` draws the seeded choices), or the
+//! keys file (`members`).
 
-use serde::Deserialize;
-use std::path::{Path, PathBuf};
+use super::handshake::RefusalCode;
+use super::members::Member;
+use super::rate_limit::RateLimit;
 use std::time::Duration;
 
 /// The skew allowed between a hello's timestamp and the broker's clock when
@@ -13,7 +17,8 @@ use std::time::Duration;
 pub const DEFAULT_MAX_SKEW: Duration = Duration::from_secs(60);
 
 /// Switches that make the test broker reproduce the real broker's answers,
-/// good and bad.
+/// good and bad. `Default` is the real broker without its rate limit, so
+/// throughput tests are not throttled.
 #[derive(Clone, Debug, Default)]
 pub struct BrokerOptions {
     /// `Some`: only these members may hello (per mesh). `None`: any key whose
@@ -36,13 +41,35 @@ pub struct BrokerOptions {
     /// unrelated JSON frames (`push`, `inbound`, unknown types).
     pub chatter: bool,
     /// Close each connection once it has received this many sends; the last
-    /// one and any delayed acks go unanswered (to test link loss).
+    /// one is recorded but unanswered, as are delayed acks (to test link loss).
     pub close_after_sends: Option<u32>,
+    /// Close each connection (code 1012) when it receives its Nth text frame
+    /// after the hello; that frame is lost unread. Counted per connection,
+    /// so a reconnect gets N more.
+    pub close_after_frames: Option<u32>,
     /// Hello timestamp tolerance; zero means `DEFAULT_MAX_SKEW`.
     pub max_skew: Duration,
     /// Answer `session_hello` with `unknown_message_type`, like a broker
     /// without session support.
     pub sessions_unsupported: bool,
+    /// The real broker's per-member token bucket (`RateLimit::REAL` is its
+    /// 60 a minute, burst 10). `None`: unlimited.
+    pub rate_limit: Option<RateLimit>,
+    /// Pubkeys that count as connected peers for direct sends, as if another
+    /// client held them online: lets a single client send direct messages.
+    pub online_peers: Vec<String>,
+    /// Drives every seeded choice (`drop_acks`, `refuse_hellos`): the same
+    /// seed and the same frames give the same faults.
+    pub seed: u64,
+    /// Share (0.0–1.0) of accepted sends whose ack is never written: the
+    /// message counts as queued, the client never hears so.
+    pub drop_acks: f64,
+    /// `(share, code)`: refuse that share of the hellos that pass the real
+    /// checks, with the real refusal for `code` (error frame, close 1008).
+    pub refuse_hellos: Option<(f64, RefusalCode)>,
+    /// `(n, code)`: refuse the first `n` hellos that pass the real checks
+    /// (counted broker-wide), as `refuse_hellos` does.
+    pub refuse_hello_first: Option<(u32, RefusalCode)>,
 }
 
 impl BrokerOptions {
@@ -62,81 +89,13 @@ impl BrokerOptions {
     }
 }
 
-/// A member allowed into a mesh.
-#[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Member {
-    pub mesh_id: String,
-    /// `None`: the key may hello under any member id.
-    pub member_id: Option<String>,
-    /// Hex Ed25519 public key (64 characters).
-    pub public_key: String,
-}
-
-impl Member {
-    /// Whether this entry lets `pubkey` into `mesh_id` as `member_id`.
-    pub(crate) fn admits(&self, mesh_id: &str, member_id: &str, pubkey: &str) -> bool {
-        self.mesh_id == mesh_id
-            && self.public_key.eq_ignore_ascii_case(pubkey)
-            && self
-                .member_id
-                .as_deref()
-                .is_none_or(|id| id.is_empty() || member_id.is_empty() || id == member_id)
-    }
-}
-
-/// Why a keys file could not be used.
-#[derive(Debug, thiserror::Error)]
-pub enum MembersError {
-    #[error("cannot read keys file {path}: {source}")]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+/// A broker option given as text (a `sluice broker` flag) that does not parse.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum OptionError {
     #[error(
-        "keys file {path} is not valid TOML of [[member]] tables (mesh_id, member_id, public_key): {source}"
+        "rate limit {0:?} is not PER_MINUTE/BURST in whole numbers with BURST at least 1; use e.g. 60/10 (the real broker's) or none"
     )]
-    Parse {
-        path: PathBuf,
-        source: Box<toml::de::Error>,
-    },
-    #[error(
-        "keys file {path}: member {index} has public_key {key:?}, which is not 64 hex characters; use the member's Ed25519 public key in hex"
-    )]
-    BadKey {
-        path: PathBuf,
-        index: usize,
-        key: String,
-    },
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct KeysFile {
-    #[serde(default)]
-    member: Vec<Member>,
-}
-
-/// Reads a keys file for `sluice broker --keys FILE`:
-/// `[[member]] mesh_id = "…", member_id = "…", public_key = "…"`.
-pub fn load_members(path: &Path) -> Result<Vec<Member>, MembersError> {
-    let text = std::fs::read_to_string(path).map_err(|source| MembersError::Read {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    let file: KeysFile = toml::from_str(&text).map_err(|source| MembersError::Parse {
-        path: path.to_path_buf(),
-        source: Box::new(source),
-    })?;
-    for (index, member) in file.member.iter().enumerate() {
-        let key = &member.public_key;
-        if key.len() != 64 || !key.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return Err(MembersError::BadKey {
-                path: path.to_path_buf(),
-                index,
-                key: key.clone(),
-            });
-        }
-    }
-    Ok(file.member)
+    RateLimit(String),
+    #[error("refusal code {code:?} is not one the broker sends; use one of: {known}")]
+    RefusalCode { code: String, known: String },
 }

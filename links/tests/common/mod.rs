@@ -2,7 +2,10 @@
 //! dispatches, and waiting for a condition instead of sleeping.
 #![allow(dead_code)]
 
-use sluice_links::{Broker, BrokerOptions, LinkOptions, Links, MemberKey, MeshConfig};
+use sluice_links::{
+    ATTESTATION_TTL_DEFAULT, Broker, BrokerOptions, LinkOptions, Links, MemberKey, MeshConfig,
+    SessionLinkConfig,
+};
 use sluice_policy::{Dispatch, Route, SendResult};
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -25,6 +28,12 @@ pub async fn start_broker(options: BrokerOptions) -> Broker {
         .expect("broker binds port 0")
 }
 
+/// The `sessionId` of the fixture's daemon hellos.
+pub const DAEMON_SESSION_ID: &str = "test-daemon-session";
+
+/// The working directory the fixture's hellos report.
+pub const CWD: &str = "/srv/sluice-test";
+
 pub fn mesh(slug: &str, url: &str) -> MeshConfig {
     MeshConfig {
         slug: slug.into(),
@@ -32,6 +41,27 @@ pub fn mesh(slug: &str, url: &str) -> MeshConfig {
         mesh_id: MESH_ID.into(),
         member_id: MEMBER_ID.into(),
         key: member_key(),
+        session_id: DAEMON_SESSION_ID.into(),
+        // No budget: these tests are about links, not pacing (tests/budget.rs
+        // sets one); the test broker sets no rate limit unless asked.
+        rate_limit_per_minute: 0,
+        rate_limit_burst: 10,
+        ca_certs: Vec::new(),
+    }
+}
+
+/// A session key (seed `seed` repeated), attested by `member_key()`.
+pub fn session_key(seed: u8) -> MemberKey {
+    MemberKey::from_seed([seed; 32])
+}
+
+/// A session link in mesh `slug` with the key of `seed`.
+pub fn session(slug: &str, seed: u8) -> SessionLinkConfig {
+    SessionLinkConfig {
+        mesh: slug.into(),
+        session_id: format!("test-session-{seed}"),
+        key: session_key(seed),
+        attestation_ttl: ATTESTATION_TTL_DEFAULT,
     }
 }
 
@@ -42,20 +72,32 @@ pub fn link_options() -> LinkOptions {
         reconnect_max: Duration::from_millis(200),
         hostname: "test-host".into(),
         pid: 42,
-        session_id: "test-session".into(),
+        cwd: CWD.into(),
         channel: "sluice".into(),
     }
 }
 
 /// Links to one broker as mesh "main", already open.
 pub async fn open_links(broker: &Broker) -> Links {
-    let links = Links::start(vec![mesh("main", &broker.url())], link_options());
+    let links = Links::start(
+        vec![mesh("main", &broker.url())],
+        Vec::new(),
+        link_options(),
+    );
     assert!(
         links.wait_open(PATIENCE).await,
         "link did not open: {:?}",
         links.states()
     );
     links
+}
+
+/// A dispatch over the session link of `pubkey`.
+pub fn session_dispatch(pubkey: &str, cmid: &str, target: &str) -> Dispatch {
+    Dispatch {
+        route: Route::Session(pubkey.into()),
+        ..dispatch("main", cmid, target)
+    }
 }
 
 pub fn dispatch(slug: &str, cmid: &str, target: &str) -> Dispatch {
