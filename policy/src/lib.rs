@@ -5,7 +5,8 @@
 //! - [`classify`]: the one error classifier for both link kinds.
 //! - [`rules`]: the per-row decisions, free of I/O.
 //! - [`pace`]: spending each member's send budget, free of I/O.
-//! - [`tick`]: one tick, wiring the rules to a [`World`].
+//! - [`tick`]: one tick, wiring the rules to a [`World`]; its [`Rules`] hooks
+//!   let another policy change a rule and keep the rest.
 //!
 //! `guest/` binds this crate to the component model; the host links it
 //! natively as the baseline of the benchmark. Both run the same code.
@@ -21,7 +22,7 @@ pub mod types;
 mod bytes;
 
 pub use settings::{SettingError, Settings};
-pub use tick::tick;
+pub use tick::{DefaultRules, Rules, tick, tick_with};
 pub use types::*;
 
 /// The name the default policy reports from `info()`.

@@ -50,7 +50,8 @@ pub struct View<'a> {
 }
 
 impl View<'_> {
-    fn session_state(&self, pubkey: &str) -> SessionState {
+    /// The state of the session link for `pubkey`; absent when unknown.
+    pub fn session_state(&self, pubkey: &str) -> SessionState {
         self.sessions
             .iter()
             .find(|(key, _)| key == pubkey)

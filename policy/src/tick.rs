@@ -6,6 +6,11 @@
 //! back the rest, send all dispatches in one call, judge the results, settle
 //! everything in one call, sweep expired rows when the backlog is drained,
 //! and report when a row is next due.
+//!
+//! The per-row rules are [`Rules`] hooks: [`DefaultRules`] are the default
+//! policy's (`rules::decide`, `rules::retry`, `rules::judge`), and another
+//! policy built on this crate overrides only the ones it changes and runs
+//! the same tick with [`tick_with`].
 
 use crate::classify::is_rate_limit;
 use crate::pace::{Pacer, claim_filter, next_budget_at};
@@ -17,11 +22,65 @@ use crate::types::{
 };
 use std::collections::{BTreeMap, BTreeSet};
 
-/// Runs one tick against `world`.
+/// The per-row rules a tick applies. Every hook defaults to the default
+/// policy's rule; a policy that departs from it overrides that hook alone.
+pub trait Rules {
+    /// What to do with a claimed row before sending.
+    fn decide(
+        &self,
+        row: &Row,
+        view: &View<'_>,
+        fresh_nonce: &mut dyn FnMut() -> Vec<u8>,
+    ) -> Decision {
+        decide(row, view, fresh_nonce)
+    }
+
+    /// The verdict for a row `decide` kept back with `error` (not sent).
+    /// `after` is read after the tick's sends returned.
+    fn unsent(
+        &self,
+        row: &Row,
+        error: &str,
+        view: &View<'_>,
+        after: TimestampMs,
+    ) -> (Verdict, Option<LogLine>) {
+        retry(row, error, after, view.settings, None)
+    }
+
+    /// The verdict for what the host reported for a row's dispatch (rate
+    /// refusals and unspent budgets are the tick's, before this is asked).
+    fn judge(
+        &self,
+        row: &Row,
+        result: &SendResult,
+        view: &View<'_>,
+        after: TimestampMs,
+    ) -> (Verdict, Option<LogLine>) {
+        judge(row, result, after, view.settings)
+    }
+}
+
+/// The default policy's rules: every hook as it is.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct DefaultRules;
+
+impl Rules for DefaultRules {}
+
+/// Runs one tick of the default policy against `world`.
 pub fn tick<W: World>(
     world: &mut W,
     settings: &Settings,
     now: TimestampMs,
+) -> Result<TickReport, String> {
+    tick_with(world, settings, now, &DefaultRules)
+}
+
+/// Runs one tick against `world` with `rules` for the per-row decisions.
+pub fn tick_with<W: World, R: Rules + ?Sized>(
+    world: &mut W,
+    settings: &Settings,
+    now: TimestampMs,
+    rules: &R,
 ) -> Result<TickReport, String> {
     let mut report = TickReport {
         reclaimed: world.reclaim(now)?,
@@ -34,7 +93,7 @@ pub fn tick<W: World>(
     report.more_due = report.claimed >= settings.batch_rows;
 
     if !rows.is_empty() {
-        let outcomes = drain_rows(world, settings, now, &rows, &links);
+        let outcomes = drain_rows(world, settings, now, &rows, &links, rules);
         for outcome in &outcomes {
             match outcome.verdict {
                 Verdict::Done { .. } => report.done += 1,
@@ -66,12 +125,13 @@ pub fn tick<W: World>(
 
 /// Decides, paces, sends and judges the claimed rows; one outcome per row,
 /// in order.
-fn drain_rows<W: World>(
+fn drain_rows<W: World, R: Rules + ?Sized>(
     world: &mut W,
     settings: &Settings,
     now: TimestampMs,
     rows: &[Row],
     links: &[MeshLink],
+    rules: &R,
 ) -> Vec<Outcome> {
     let meshes: Vec<String> = links.iter().map(|l| l.slug.clone()).collect();
     let sessions = session_states(world, rows);
@@ -83,7 +143,7 @@ fn drain_rows<W: World>(
     };
     let decisions: Vec<Decision> = rows
         .iter()
-        .map(|row| decide(row, &view, &mut || world.random_bytes(LEGACY_NONCE_BYTES)))
+        .map(|row| rules.decide(row, &view, &mut || world.random_bytes(LEGACY_NONCE_BYTES)))
         .collect();
 
     // Spend each member's budget: priority `now` first, then `next`, then
@@ -145,7 +205,7 @@ fn drain_rows<W: World>(
                         let entry = failures.entry(key).or_insert((0, row.id.clone()));
                         entry.0 += 1;
                     }
-                    judge(row, &result, after, settings)
+                    rules.judge(row, &result, &view, after)
                 }
                 // A host that answered fewer results than dispatches broke the
                 // contract; the row is retried rather than lost.
@@ -153,7 +213,7 @@ fn drain_rows<W: World>(
             },
             Decision::Dead { reason, log } => (Verdict::Dead { reason }, log),
             Decision::Retry { error, log } => {
-                let (verdict, cap_log) = retry(row, &error, after, settings, None);
+                let (verdict, cap_log) = rules.unsent(row, &error, &view, after);
                 (verdict, cap_log.or(log))
             }
         };

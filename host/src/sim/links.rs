@@ -88,6 +88,15 @@ impl SimLinks {
         }
     }
 
+    /// The profile's opening outage is over: every daemon link and every
+    /// registered session link opens.
+    pub fn open_all(&mut self) {
+        self.daemon_up.values_mut().for_each(|up| *up = true);
+        self.sessions
+            .values_mut()
+            .for_each(|state| *state = SessionState::Open);
+    }
+
     /// Meshes with a daemon link, open or not, in a fixed order.
     pub fn meshes(&self) -> Vec<String> {
         self.daemon_up.keys().cloned().collect()

@@ -46,10 +46,13 @@ pub struct Profile {
     pub clock_jump_max_ms: i64,
     /// Longest time a broker takes to ack one send.
     pub ack_latency_max_ms: i64,
+    /// Every link is down from the start of the run for this long, then all
+    /// open at once (registered sessions too); 0 for no opening outage.
+    pub outage_ms: i64,
 }
 
 /// Every profile `--faults` accepts, the default first.
-pub const PROFILES: &[Profile] = &[MIXED, NONE, HARSH, BROKER_DOWN];
+pub const PROFILES: &[Profile] = &[MIXED, NONE, HARSH, BROKER_DOWN, OUTAGE_10M];
 
 /// `default` is another name for this one.
 pub const DEFAULT_PROFILE: &str = "mixed";
@@ -70,6 +73,7 @@ const NONE: Profile = Profile {
     clock_jump_ppm: 0,
     clock_jump_max_ms: 0,
     ack_latency_max_ms: 50,
+    outage_ms: 0,
 };
 
 const MIXED: Profile = Profile {
@@ -86,6 +90,7 @@ const MIXED: Profile = Profile {
     clock_jump_ppm: 5_000,
     clock_jump_max_ms: 15 * MINUTE_MS,
     ack_latency_max_ms: 400,
+    outage_ms: 0,
 };
 
 const HARSH: Profile = Profile {
@@ -102,6 +107,7 @@ const HARSH: Profile = Profile {
     clock_jump_ppm: 2_000,
     clock_jump_max_ms: 25 * 60 * MINUTE_MS,
     ack_latency_max_ms: 2_000,
+    outage_ms: 0,
 };
 
 const BROKER_DOWN: Profile = Profile {
@@ -118,6 +124,14 @@ const BROKER_DOWN: Profile = Profile {
     clock_jump_ppm: 0,
     clock_jump_max_ms: 0,
     ack_latency_max_ms: 50,
+    outage_ms: 0,
+};
+
+const OUTAGE_10M: Profile = Profile {
+    name: "outage-10m",
+    about: "every link down for the first 10 virtual minutes, then up, with no other fault",
+    outage_ms: 10 * MINUTE_MS,
+    ..NONE
 };
 
 impl Profile {
@@ -137,12 +151,12 @@ impl Profile {
 
     /// Whether the daemon links start open (the broker is reachable at all).
     pub fn links_start_open(&self) -> bool {
-        self.name != BROKER_DOWN.name
+        self.name != BROKER_DOWN.name && self.outage_ms == 0
     }
 
-    /// Whether a registered session's link may open.
+    /// Whether a registered session's link may open from the start.
     pub fn sessions_may_open(&self) -> bool {
-        self.name != BROKER_DOWN.name
+        self.name != BROKER_DOWN.name && self.outage_ms == 0
     }
 }
 
@@ -195,6 +209,24 @@ mod tests {
         for p in PROFILES {
             assert!(err.contains(p.name), "{err}");
         }
+    }
+
+    #[test]
+    fn the_outage_profile_starts_down_and_has_no_other_fault() {
+        let outage = Profile::named("outage-10m").unwrap();
+        assert_eq!(outage.outage_ms, 10 * MINUTE_MS);
+        assert!(!outage.links_start_open() && !outage.sessions_may_open());
+        let none = Profile::named("none").unwrap();
+        assert_eq!(
+            Profile {
+                name: none.name,
+                about: none.about,
+                outage_ms: 0,
+                ..outage
+            },
+            none
+        );
+        assert!(PROFILES.iter().filter(|p| p.outage_ms > 0).count() == 1);
     }
 
     #[test]

@@ -72,6 +72,8 @@ pub struct SimWorld {
     faults: FaultCounts,
     logs: BTreeMap<String, u64>,
     dispatches: u64,
+    /// When the profile's opening outage ends, until it has.
+    outage_ends_at: Option<TimestampMs>,
 }
 
 impl SimWorld {
@@ -85,7 +87,6 @@ impl SimWorld {
         SimWorld {
             store,
             broker,
-            profile,
             clock_ms,
             faults_rng: rng.fork(1),
             random: rng.fork(2),
@@ -93,6 +94,9 @@ impl SimWorld {
             faults: FaultCounts::new(),
             logs: BTreeMap::new(),
             dispatches: 0,
+            outage_ends_at: (profile.outage_ms > 0)
+                .then(|| clock_ms.saturating_add(profile.outage_ms)),
+            profile,
         }
     }
 
@@ -101,7 +105,8 @@ impl SimWorld {
     }
 
     /// Time passes between ticks: `wait_ms`, plus a jump when the profile
-    /// draws one; then links flip.
+    /// draws one; then links flip, and all open once the profile's opening
+    /// outage is over.
     pub fn advance(&mut self, wait_ms: i64) {
         self.clock_ms = self.clock_ms.saturating_add(wait_ms.max(0));
         if self.faults_rng.chance(self.profile.clock_jump_ppm) {
@@ -112,6 +117,16 @@ impl SimWorld {
             *self.faults.entry("clock_jump").or_default() += 1;
         }
         self.broker.links.flip(&mut self.faults);
+        if self.outage_ends_at.is_some_and(|end| self.clock_ms >= end) {
+            self.outage_ends_at = None;
+            self.broker.links.open_all();
+            *self.faults.entry("outage_end").or_default() += 1;
+        }
+    }
+
+    /// When the profile's opening outage ends, while it lasts.
+    pub fn outage_ends_at(&self) -> Option<TimestampMs> {
+        self.outage_ends_at
     }
 
     /// Starts a fresh journal for the next tick and hands back the last one.
