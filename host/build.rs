@@ -1,5 +1,8 @@
 //! Builds the default policy (`guest/`) as a wasm32-wasip2 component and
-//! leaves it in `OUT_DIR` for `include_bytes!`.
+//! leaves it in `OUT_DIR` for `include_bytes!`; builds the outage-aware
+//! policy (`guest-outage/`) next to it for the tests and benches
+//! (`SLUICE_OUTAGE_POLICY_WASM`) and for users, as
+//! `target/<profile>/sluice-outage-aware.wasm`.
 //!
 //! The nested cargo gets its own target directory (sharing the outer one
 //! deadlocks on its lock) and an environment without the host's compiler
@@ -23,8 +26,13 @@ fn main() {
         "guest/src",
         "guest/Cargo.toml",
         "guest/Cargo.lock",
+        "guest-outage/src",
+        "guest-outage/Cargo.toml",
+        "guest-outage/Cargo.lock",
         "policy/src",
         "policy/Cargo.toml",
+        "outage/src",
+        "outage/Cargo.toml",
     ] {
         println!("cargo:rerun-if-changed={}", root.join(path).display());
     }
@@ -36,12 +44,13 @@ fn main() {
         env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from);
     let out_dir = PathBuf::from(env::var("OUT_DIR").expect("cargo sets OUT_DIR"));
     // The default policy, embedded in the binary.
-    let default = build_guest(&root, &target_root.join("wasm-guest"), &[]);
+    let default = build_guest(&root, &DEFAULT_GUEST, &target_root.join("wasm-guest"), &[]);
     copy(&default, &out_dir.join("default_policy.wasm"));
     // The same guest with deliberate faults, for the tests only: they find it
     // through this variable; the binary never embeds it.
     let faulty = build_guest(
         &root,
+        &DEFAULT_GUEST,
         &target_root.join("wasm-guest-faults"),
         &["--features", "faults"],
     );
@@ -51,16 +60,56 @@ fn main() {
         "cargo:rustc-env=SLUICE_FAULTY_POLICY_WASM={}",
         faulty_copy.display()
     );
+    // The outage-aware policy: the tests find it through this variable, a
+    // user next to `target/<profile>/sluice` (`sluice run --policy …`).
+    let outage = build_guest(
+        &root,
+        &OUTAGE_GUEST,
+        &target_root.join("wasm-guest-outage"),
+        &[],
+    );
+    let outage_copy = out_dir.join("outage_policy.wasm");
+    copy(&outage, &outage_copy);
+    println!(
+        "cargo:rustc-env=SLUICE_OUTAGE_POLICY_WASM={}",
+        outage_copy.display()
+    );
+    if let Ok(profile) = env::var("PROFILE") {
+        let public = target_root.join(profile);
+        let _ = fs::create_dir_all(&public);
+        copy(&outage, &public.join(OUTAGE_WASM_NAME));
+        // The embedded default as a file too, to swap back to by hand.
+        copy(&default, &public.join(DEFAULT_WASM_NAME));
+    }
 }
 
-fn build_guest(root: &Path, target_dir: &Path, extra: &[&str]) -> PathBuf {
+/// The guest crates: folder and the name of the `.wasm` cargo makes.
+struct Guest {
+    dir: &'static str,
+    artifact: &'static str,
+}
+
+const DEFAULT_GUEST: Guest = Guest {
+    dir: "guest",
+    artifact: "sluice_guest.wasm",
+};
+const OUTAGE_GUEST: Guest = Guest {
+    dir: "guest-outage",
+    artifact: "sluice_guest_outage.wasm",
+};
+/// The outage-aware component's name next to the `sluice` binary.
+const OUTAGE_WASM_NAME: &str = "sluice-outage-aware.wasm";
+/// The default policy's name next to the `sluice` binary.
+const DEFAULT_WASM_NAME: &str = "sluice-default.wasm";
+
+fn build_guest(root: &Path, guest: &Guest, target_dir: &Path, extra: &[&str]) -> PathBuf {
     let cargo = env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut command = Command::new(cargo);
     command
         .args(["build", "--release", "--locked", "--target", TARGET])
         .args(extra)
         .arg("--manifest-path")
-        .arg(root.join("guest/Cargo.toml"))
+        .arg(root.join(guest.dir).join("Cargo.toml"))
         .arg("--target-dir")
         .arg(target_dir);
     // Source paths end up in the component (panic locations): map them to
@@ -98,12 +147,13 @@ fn build_guest(root: &Path, target_dir: &Path, extra: &[&str]) -> PathBuf {
     let _ = fs::write(&log, &output.stderr);
     if !output.status.success() {
         panic!(
-            "building the policy guest/ {extra:?} for {TARGET} failed; its output (also in {}):\n{}",
+            "building the policy {}/ {extra:?} for {TARGET} failed; its output (also in {}):\n{}",
+            guest.dir,
             log.display(),
             String::from_utf8_lossy(&output.stderr)
         );
     }
-    target_dir.join(TARGET).join("release/sluice_guest.wasm")
+    target_dir.join(TARGET).join("release").join(guest.artifact)
 }
 
 fn copy(from: &Path, to: &Path) {

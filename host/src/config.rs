@@ -94,6 +94,7 @@ struct RawSession {
 struct RawDrain {
     poll_interval_ms: Option<u64>,
     batches_in_flight: Option<usize>,
+    rollback_after_traps: Option<u32>,
 }
 
 /// A checked configuration.
@@ -116,6 +117,11 @@ pub struct Config {
     pub batches_in_flight: usize,
     /// `[policy]` as key/value text, for `configure()`.
     pub policy: Vec<(String, String)>,
+    /// Traps (or runs out of time or memory) in a row after which a policy
+    /// is rolled back to the last good one.
+    pub rollback_after_traps: u32,
+    /// Golden traces every policy swapped in must replay clean (`--verify`).
+    pub verify: Option<PathBuf>,
 }
 
 /// Bounds on the poll interval: below, an idle drainer burns CPU; above, rows
@@ -126,6 +132,8 @@ const POLL_INTERVAL_MS_MAX: u64 = 3_600_000;
 /// cores. The bound stops a typo from opening a connection per row.
 const BATCHES_IN_FLIGHT_DEFAULT: usize = 2;
 const BATCHES_IN_FLIGHT_MAX: usize = 8;
+/// A policy that traps this often in a row is broken, not unlucky.
+const ROLLBACK_AFTER_MAX: u32 = 1_000;
 /// The real broker's budget per member: 60 sends a minute, bursts of 10.
 const RATE_LIMIT_PER_MINUTE_DEFAULT: u32 = 60;
 const RATE_LIMIT_BURST_DEFAULT: u32 = 10;
@@ -203,6 +211,15 @@ impl Config {
                 "drain.batches_in_flight = {batches_in_flight} is out of range: give 1 to {BATCHES_IN_FLIGHT_MAX}"
             )));
         }
+        let rollback_after_traps = raw
+            .drain
+            .rollback_after_traps
+            .unwrap_or(crate::swap::ROLLBACK_AFTER_DEFAULT);
+        if !(1..=ROLLBACK_AFTER_MAX).contains(&rollback_after_traps) {
+            return Err(invalid(format!(
+                "drain.rollback_after_traps = {rollback_after_traps} is out of range: give 1 to {ROLLBACK_AFTER_MAX}"
+            )));
+        }
         let mut policy = Vec::new();
         for (key, value) in raw.policy {
             let text = match value {
@@ -229,6 +246,8 @@ impl Config {
             poll_interval: Duration::from_millis(poll_ms),
             batches_in_flight,
             policy,
+            rollback_after_traps,
+            verify: None,
         })
     }
 }

@@ -4,15 +4,19 @@
 //! the same code; they differ only in where the configuration comes from.
 
 use crate::config::Config;
+use crate::control::{self, ControlServer, LoadRequest};
 use crate::drain::{Drain, DrainOptions, Runner, Signal, Signals, TickObserver, Totals};
 use crate::engine::{PolicyEngine, PolicyMeta};
 use crate::linkstatus;
+use crate::swap::{Audit, PolicySlot};
 use crate::trace::{Header, PolicyId, Recorder, TraceWriter};
 use crate::wake::{Reload, WakeListener};
+use crate::watch::PolicyWatcher;
 use crate::world::HostWorld;
 use anyhow::Context as _;
 use sluice_links::{LinkOptions, Links};
 use sluice_policy::Settings;
+use sluice_store::PolicyEvent;
 use sluice_store::{Checkpointer, Outbox};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -46,6 +50,11 @@ pub struct Daemon {
     _slot: Option<std::fs::File>,
     runtime: tokio::runtime::Runtime,
     _wake: Option<WakeListener>,
+    _watcher: Option<PolicyWatcher>,
+    _control: Option<ControlServer>,
+    /// The live policy, swappable while running (None for the natively
+    /// linked baseline).
+    pub slot: Option<Arc<PolicySlot>>,
     _checkpointer: Checkpointer,
 }
 
@@ -83,9 +92,17 @@ impl Daemon {
             .build()
             .context("starting the async runtime")?;
         let (meta, engine) = load_policy(policy, config)?;
+        let slot = match engine {
+            Some(engine) => Some(PolicySlot::new(
+                engine,
+                config.rollback_after_traps,
+                audit_trail(&config.outbox)?,
+            )),
+            None => None,
+        };
         let mut first = Outbox::open(&config.outbox)?;
         let checkpointer = first.start_checkpointer()?;
-        let (slot, slot_lock) = take_slot(&config.outbox);
+        let (drainer_slot, slot_lock) = take_slot(&config.outbox);
         let links = {
             let _guard = runtime.enter();
             let options = LinkOptions {
@@ -93,7 +110,7 @@ impl Daemon {
                 ..LinkOptions::default()
             };
             Links::start(
-                meshes_for_slot(config, slot),
+                meshes_for_slot(config, drainer_slot),
                 config.sessions.clone(),
                 options,
             )
@@ -126,8 +143,8 @@ impl Daemon {
                 ),
                 writer,
             );
-            let runner = match &engine {
-                Some(engine) => Runner::Component(Box::new(engine.runner(world)?)),
+            let runner = match slot.as_ref().and_then(|slot| slot.live()) {
+                Some((_, engine)) => Runner::Component(Box::new(engine.runner(world)?)),
                 None => Runner::Native {
                     world: Box::new(world),
                     settings: Settings::from_pairs(&config.policy)
@@ -138,7 +155,11 @@ impl Daemon {
                 poll_interval: config.poll_interval,
                 exit_when_drained,
             };
-            drains.push(Drain::new(runner, options, signals.subscribe()));
+            let mut drain = Drain::new(runner, options, signals.subscribe());
+            if let Some(slot) = &slot {
+                drain.follow(Arc::clone(slot));
+            }
+            drains.push(drain);
         }
         for (i, drain) in drains.iter_mut().enumerate() {
             drain.set_siblings(signals.siblings_of(i));
@@ -165,6 +186,10 @@ impl Daemon {
                 None
             }
         };
+        let (watcher, control) = match &slot {
+            Some(slot) => swap_sources(slot, policy, config, runtime.handle(), &signals),
+            None => (None, None),
+        };
         Ok(Daemon {
             drains,
             links,
@@ -176,6 +201,9 @@ impl Daemon {
             runtime,
             _wake: wake,
             _checkpointer: checkpointer,
+            _watcher: watcher,
+            _control: control,
+            slot,
         })
     }
 
@@ -310,6 +338,107 @@ fn meshes_for_slot(config: &Config, slot: usize) -> Vec<sluice_links::MeshConfig
         }
     }
     meshes
+}
+
+/// The audit trail of `outbox`: each policy that goes live is appended to
+/// its history table, through a connection of its own.
+fn audit_trail(outbox: &Path) -> anyhow::Result<Audit> {
+    let history = Mutex::new(Outbox::open(outbox)?);
+    Ok(Box::new(move |meta, reason| {
+        let event = PolicyEvent {
+            sha256: meta.sha256.clone(),
+            name: meta.name.clone(),
+            version: meta.version.clone(),
+            source: meta.source.clone(),
+            loaded_at: crate::world::now_ms(),
+            reason: reason.to_string(),
+        };
+        let mut history = history
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Err(e) = history.record_policy(&event) {
+            tracing::error!(target: "sluice", "could not record {} in the policy history: {e}", meta.name);
+        }
+    }))
+}
+
+/// Where new policies come from while running: the watched `--policy` file,
+/// and the control socket of `sluice policy load`. Both validate first (with
+/// the config's `[policy]` settings, and `--verify`'s golden traces); a
+/// candidate that fails stays out and the running policy goes on.
+fn swap_sources(
+    slot: &Arc<PolicySlot>,
+    policy: &PolicyChoice,
+    config: &Config,
+    runtime: &tokio::runtime::Handle,
+    signals: &Signals,
+) -> (Option<PolicyWatcher>, Option<ControlServer>) {
+    let verify = config.verify.clone();
+    let settings = config.policy.clone();
+    let watcher = match policy {
+        PolicyChoice::File(path) => {
+            let (slot, verify, settings, signals) = (
+                Arc::clone(slot),
+                verify.clone(),
+                settings.clone(),
+                signals.clone(),
+            );
+            let shown = path.clone();
+            let started = PolicyWatcher::start(path, move |bytes| match crate::validate::validate(
+                &shown,
+                &bytes,
+                settings.clone(),
+                verify.as_deref(),
+            ) {
+                Ok(engine) => {
+                    slot.install(engine, "file change");
+                    signals.send(Signal::Wake);
+                }
+                Err(e) => {
+                    tracing::error!(target: "sluice", "policy_refused source={} {e}; the running policy goes on", shown.display())
+                }
+            });
+            match started {
+                Ok(watcher) => Some(watcher),
+                Err(e) => {
+                    tracing::warn!(target: "sluice", "cannot watch {} ({e}): a new version is picked up only by `sluice policy load`", path.display());
+                    None
+                }
+            }
+        }
+        _ => None,
+    };
+    let handler: control::Handler = {
+        let (slot, signals) = (Arc::clone(slot), signals.clone());
+        Arc::new(move |request: LoadRequest| {
+            let bytes = std::fs::read(&request.load)
+                .map_err(|e| format!("cannot read policy file {}: {e}", request.load.display()))?;
+            let mut with = settings.clone();
+            with.extend(request.settings);
+            match crate::validate::validate(&request.load, &bytes, with, verify.as_deref()) {
+                Ok(engine) => {
+                    let meta = slot.install(engine, "load command");
+                    signals.send(Signal::Wake);
+                    Ok(format!(
+                        "{} {} is live (sha256 {})",
+                        meta.name, meta.version, meta.sha256
+                    ))
+                }
+                Err(e) => {
+                    tracing::error!(target: "sluice", "policy_refused source={} {e}; the running policy goes on", request.load.display());
+                    Err(format!("{e}; the running policy goes on"))
+                }
+            }
+        })
+    };
+    let control = match control::serve(runtime, &config.outbox, handler) {
+        Ok(server) => Some(server),
+        Err(e) => {
+            tracing::warn!(target: "sluice", "no control socket ({e}): `sluice policy load` cannot reach this drainer");
+            None
+        }
+    };
+    (watcher, control)
 }
 
 /// Reads the config at `path` again and applies its sessions: new ones

@@ -7,8 +7,10 @@
 //! tick finish, so no row is left claimed.
 
 use crate::engine::TickError;
+use crate::swap::{AfterTrap, PolicySlot};
 use crate::world::{HostWorld, now_ms};
 use sluice_policy::TickReport;
+use std::sync::Arc;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::Duration;
 
@@ -128,6 +130,9 @@ pub struct Drain {
     /// sibling asleep for the poll interval would otherwise miss retries this
     /// tick made due, or the moment the outbox drains.
     siblings: Signals,
+    /// The process's live policy and the generation this loop's runner was
+    /// built from; None for a policy that cannot be swapped.
+    slot: Option<(Arc<PolicySlot>, u64)>,
 }
 
 impl Drain {
@@ -139,7 +144,17 @@ impl Drain {
             totals: Totals::default(),
             observer: None,
             siblings: Signals::default(),
+            slot: None,
         }
+    }
+
+    /// Follows `slot`: each tick starts on whatever policy is live in it.
+    pub fn follow(&mut self, slot: Arc<PolicySlot>) {
+        let generation = slot.generation();
+        if let Some((_, engine)) = slot.live() {
+            self.runner.world().decided_by = Some(engine.meta().sha256.clone());
+        }
+        self.slot = Some((slot, generation));
     }
 
     pub fn set_siblings(&mut self, siblings: Signals) {
@@ -161,7 +176,25 @@ impl Drain {
     /// One tick at the current time. A failed tick is logged and counted; its
     /// claimed rows (if any) come back when their lease runs out.
     pub fn step(&mut self) -> Result<TickReport, TickError> {
-        match self.runner.tick(now_ms()) {
+        let generation = match self.catch_up() {
+            Ok(generation) => generation,
+            Err(halted) => return Err(TickError::Policy(halted)),
+        };
+        let result = self.runner.tick(now_ms());
+        if let (Some((slot, _)), Some(generation)) = (&self.slot, generation) {
+            match &result {
+                Ok(_) => slot.tick_ok(generation),
+                Err(TickError::Trap(cause)) => {
+                    if let AfterTrap::RolledBack { .. } | AfterTrap::Halted(_) =
+                        slot.tick_trapped(generation, cause)
+                    {
+                        self.siblings.send(Signal::Wake);
+                    }
+                }
+                Err(TickError::Policy(_)) => {}
+            }
+        }
+        match result {
             Ok(report) => {
                 self.totals.add(&report);
                 if let Some(observer) = self.observer.as_mut() {
@@ -175,6 +208,32 @@ impl Drain {
                 Err(error)
             }
         }
+    }
+
+    /// Moves this loop's runner onto the live policy when another went live
+    /// since its last tick; returns the generation the tick runs on. Err
+    /// while the slot is halted (the slot logged why, once).
+    fn catch_up(&mut self) -> Result<Option<u64>, String> {
+        let Some((slot, current)) = &mut self.slot else {
+            return Ok(None);
+        };
+        let Some((generation, engine)) = slot.live() else {
+            return Err(slot.halted().unwrap_or_default());
+        };
+        if generation != *current {
+            match self.runner.rebind(&engine) {
+                Ok(()) => {
+                    *current = generation;
+                    self.runner.world().decided_by = Some(engine.meta().sha256.clone());
+                    tracing::info!(target: "sluice", generation, "policy_running {} {}", engine.meta().name, engine.meta().version);
+                }
+                Err(e) => {
+                    tracing::error!(target: "sluice", "could not move a drain loop onto {}: {e}; it keeps the policy it had", engine.meta().source);
+                    *current = generation;
+                }
+            }
+        }
+        Ok(Some(*current))
     }
 
     /// Ticks until stopped (or drained, with `exit_when_drained`).

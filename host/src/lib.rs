@@ -11,6 +11,7 @@
 //! - [`drain`]: the tick/wake loop (`step` and `run`).
 //! - [`trace`]: recording every call of a policy, and reading it back.
 //! - [`replay`]: replaying a trace against a policy, stopping at the first difference.
+//! - [`validate`]: a candidate policy checked before it goes live: contract, settings, recorded traces.
 //! - [`whatif`]: a candidate policy's decisions against a trace's inputs, row by row.
 //! - [`sim`]: a policy against a simulated outbox and broker, with virtual time, seeded faults and invariants.
 //! - [`wake`]: how `sluice enqueue` wakes running drainers.
@@ -23,6 +24,7 @@
 
 pub mod cli;
 pub mod config;
+pub mod control;
 pub mod daemon;
 pub mod demo;
 pub mod drain;
@@ -31,8 +33,11 @@ pub mod linkstatus;
 pub mod replay;
 pub mod runner;
 pub mod sim;
+pub mod swap;
 pub mod trace;
+pub mod validate;
 pub mod wake;
+pub mod watch;
 pub mod whatif;
 pub mod world;
 

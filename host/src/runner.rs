@@ -3,7 +3,7 @@
 //! baseline all call a policy through this, so a trace reads the same
 //! whoever made it.
 
-use crate::engine::{PolicyRunner, TickError};
+use crate::engine::{LoadError, PolicyEngine, PolicyRunner, TickError};
 use crate::trace::{Recorder, TickResult};
 use sluice_policy::{Settings, TickReport, World};
 
@@ -31,6 +31,18 @@ impl<W: World + Send + 'static> Runner<W> {
         };
         self.recorder().end_tick(TickResult::of(&result));
         result
+    }
+
+    /// Moves the world onto `engine`'s policy (a hot swap); on failure the
+    /// old policy keeps running. The natively linked baseline cannot swap.
+    pub fn rebind(&mut self, engine: &PolicyEngine) -> Result<(), LoadError> {
+        match self {
+            Runner::Component(runner) => runner.rebind(engine),
+            Runner::Native { .. } => Err(LoadError::Start {
+                source_name: engine.meta().source.clone(),
+                cause: "the natively linked policy cannot be swapped".into(),
+            }),
+        }
     }
 
     pub fn recorder(&mut self) -> &mut Recorder<W> {

@@ -25,6 +25,9 @@ pub struct HostWorld {
     /// SQLite would serialize them anyway, but its busy handler sleeps in
     /// steps of milliseconds; a mutex hands the lock over at once.
     write_gate: Arc<Mutex<()>>,
+    /// The sha256 of the policy deciding this world's rows, recorded with
+    /// each settled row (the audit column `decided_by`).
+    pub decided_by: Option<String>,
 }
 
 impl HostWorld {
@@ -40,6 +43,7 @@ impl HostWorld {
             links,
             runtime,
             write_gate,
+            decided_by: None,
         }
     }
 
@@ -80,7 +84,8 @@ impl World for HostWorld {
     }
 
     fn settle(&mut self, outcomes: Vec<Outcome>) -> Result<u32, String> {
-        self.write(|o| o.settle(&outcomes))
+        let decided_by = self.decided_by.clone();
+        self.write(|o| o.settle_by(&outcomes, decided_by.as_deref(), Some(now_ms())))
     }
 
     fn reclaim(&mut self, now: TimestampMs) -> Result<u32, String> {

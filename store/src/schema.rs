@@ -42,6 +42,22 @@ pub const LATER_COLUMNS: [&str; 6] = [
     "sender_session_pubkey",
 ];
 
+/// Sluice's own audit columns, added to every outbox on open (nullable, so
+/// producers and old files are unaffected): which policy decided a row, and
+/// when. Rows settled before the column existed keep NULL.
+pub const AUDIT_COLUMNS: [(&str, &str); 2] = [("decided_by", "TEXT"), ("decided_at", "INTEGER")];
+
+/// The history of the policies that drove this outbox: what, when, why.
+pub(crate) const CREATE_POLICY_HISTORY: &str = "CREATE TABLE IF NOT EXISTS sluice_policy_history (
+    id INTEGER PRIMARY KEY,
+    sha256 TEXT NOT NULL,
+    name TEXT NOT NULL,
+    version TEXT NOT NULL,
+    source TEXT NOT NULL,
+    loaded_at INTEGER NOT NULL,
+    reason TEXT NOT NULL
+)";
+
 /// The table of a new file, column for column as in DESIGN.md.
 pub(crate) const CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS outbox (
     id TEXT PRIMARY KEY,
@@ -181,6 +197,21 @@ pub(crate) fn migrate(conn: &Connection, shape: &Shape, path: &Path) -> Result<(
             }
         }
     }
+    let present: Vec<String> = conn
+        .prepare("SELECT name FROM pragma_table_info('outbox')")
+        .and_then(|mut stmt| {
+            stmt.query_map([], |r| r.get::<_, String>(0))?
+                .collect::<Result<_, _>>()
+        })
+        .map_err(&map)?;
+    for (column, kind) in AUDIT_COLUMNS {
+        if !present.iter().any(|c| c.eq_ignore_ascii_case(column)) {
+            // `column` and `kind` come from AUDIT_COLUMNS, never from the file.
+            conn.execute_batch(&format!("ALTER TABLE outbox ADD COLUMN {column} {kind}"))
+                .map_err(&map)?;
+        }
+    }
+    conn.execute_batch(CREATE_POLICY_HISTORY).map_err(&map)?;
     conn.execute_batch(CREATE_INDEXES).map_err(&map)
 }
 

@@ -14,18 +14,22 @@ use crate::outbox::Outbox;
 use rusqlite::params;
 use sluice_policy::{Outcome, Verdict};
 
+// Every statement also records the deciding policy (`?5`, `?6`: the
+// audit columns `decided_by`, `decided_at`).
 const DONE_SQL: &str = "UPDATE outbox
-    SET status = 'done', delivered_at = ?3, broker_message_id = ?4, last_error = NULL
+    SET status = 'done', delivered_at = ?3, broker_message_id = ?4, last_error = NULL,
+        decided_by = ?5, decided_at = ?6
     WHERE rowid = ?1 AND status = 'inflight' AND attempts = ?2";
 
 const DEAD_SQL: &str = "UPDATE outbox
-    SET status = 'dead', last_error = ?3
+    SET status = 'dead', last_error = ?3, decided_by = ?5, decided_at = ?6
     WHERE rowid = ?1 AND status = 'inflight' AND attempts = ?2";
 
 /// `attempts` stays as the claim counted it; the row is due again at
 /// `next_attempt_at`.
 const RETRY_SQL: &str = "UPDATE outbox
-    SET status = 'pending', next_attempt_at = ?3, last_error = ?4
+    SET status = 'pending', next_attempt_at = ?3, last_error = ?4, decided_by = ?5,
+        decided_at = ?6
     WHERE rowid = ?1 AND status = 'inflight' AND attempts = ?2";
 
 /// The attempt the claim counted is given back: the row was not sent, or
@@ -33,7 +37,7 @@ const RETRY_SQL: &str = "UPDATE outbox
 /// changes only when the hold gives one.
 const HOLD_SQL: &str = "UPDATE outbox
     SET status = 'pending', attempts = attempts - 1, next_attempt_at = ?3,
-        last_error = COALESCE(?4, last_error)
+        last_error = COALESCE(?4, last_error), decided_by = ?5, decided_at = ?6
     WHERE rowid = ?1 AND status = 'inflight' AND attempts = ?2";
 
 impl Outbox {
@@ -41,6 +45,17 @@ impl Outbox {
     /// how many rows changed: outcomes whose claim no longer holds are skipped,
     /// not errors.
     pub fn settle(&mut self, outcomes: &[Outcome]) -> Result<u32, StoreError> {
+        self.settle_by(outcomes, None, None)
+    }
+
+    /// [`Outbox::settle`], recording in each changed row which policy
+    /// decided it (`decided_by`, e.g. its sha256) and when (`decided_at`).
+    pub fn settle_by(
+        &mut self,
+        outcomes: &[Outcome],
+        decided_by: Option<&str>,
+        decided_at: Option<i64>,
+    ) -> Result<u32, StoreError> {
         if outcomes.is_empty() {
             return Ok(0);
         }
@@ -63,16 +78,44 @@ impl Outbox {
                     Verdict::Done {
                         broker_message_id,
                         delivered_at,
-                    } => done.execute(params![rowid, attempts, delivered_at, broker_message_id]),
-                    Verdict::Dead { reason } => dead.execute(params![rowid, attempts, reason]),
+                    } => done.execute(params![
+                        rowid,
+                        attempts,
+                        delivered_at,
+                        broker_message_id,
+                        decided_by,
+                        decided_at
+                    ]),
+                    Verdict::Dead { reason } => dead.execute(params![
+                        rowid,
+                        attempts,
+                        reason,
+                        None::<String>,
+                        decided_by,
+                        decided_at
+                    ]),
                     Verdict::Retry {
                         next_attempt_at,
                         last_error,
-                    } => retry.execute(params![rowid, attempts, next_attempt_at, last_error]),
+                    } => retry.execute(params![
+                        rowid,
+                        attempts,
+                        next_attempt_at,
+                        last_error,
+                        decided_by,
+                        decided_at
+                    ]),
                     Verdict::Hold {
                         next_attempt_at,
                         last_error,
-                    } => hold.execute(params![rowid, attempts, next_attempt_at, last_error]),
+                    } => hold.execute(params![
+                        rowid,
+                        attempts,
+                        next_attempt_at,
+                        last_error,
+                        decided_by,
+                        decided_at
+                    ]),
                 }
                 .map_err(&map)?;
                 // Each statement changes at most one row (rowid is unique).

@@ -2,6 +2,8 @@
 
 mod broker;
 mod enqueue;
+mod policy;
+pub mod policy_check;
 mod replay;
 mod run;
 mod session;
@@ -41,6 +43,8 @@ enum Command {
     Session(session::SessionArgs),
     /// Print a fresh key pair (public_key, secret_key) for a session or member.
     Keygen(session::KeygenArgs),
+    /// Load a policy into a running drainer, or check one offline.
+    Policy(policy::PolicyArgs),
 }
 
 pub fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -55,6 +59,7 @@ pub fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Sim(args) => sim::sim(&args),
         Command::Session(args) => session::session(&args),
         Command::Keygen(args) => session::keygen(&args),
+        Command::Policy(args) => policy::policy(&args),
     }
 }
 

@@ -26,6 +26,10 @@ pub struct RunArgs {
     /// Write every call of the policy to this trace file.
     #[arg(long, value_name = "FILE")]
     record: Option<PathBuf>,
+    /// A folder of golden traces every policy swapped in while running must
+    /// replay clean (the --policy file's new versions, `sluice policy load`).
+    #[arg(long, value_name = "DIR")]
+    verify: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -40,7 +44,8 @@ pub struct DemoArgs {
 
 pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
     super::init_logging("info");
-    let config = Config::load(&args.config)?;
+    let mut config = Config::load(&args.config)?;
+    config.verify = args.verify.clone();
     let policy = match (&args.policy, args.native_policy) {
         (Some(path), _) => PolicyChoice::File(path.clone()),
         (None, true) => PolicyChoice::Native,

@@ -43,6 +43,7 @@ pub fn status(args: &StatusArgs) -> anyhow::Result<ExitCode> {
             println!("  {count:>7}  {error}");
         }
     }
+    print_policies(&mut outbox)?;
     let drainers = linkstatus::read_all(&config.outbox);
     if drainers.is_empty() {
         println!("links: no drainer is running on this outbox");
@@ -67,6 +68,56 @@ pub fn status(args: &StatusArgs) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// How far back `status` looks for the policies that decided rows.
+const DECIDED_WINDOW_MS: i64 = 60 * 60 * 1000;
+/// History entries shown.
+const HISTORY_SHOWN: u32 = 5;
+
+/// The live policy (the newest history entry), what happened before it, and
+/// which policies decided the rows of the last hour.
+fn print_policies(outbox: &mut Outbox) -> anyhow::Result<()> {
+    let history = outbox.policy_history(HISTORY_SHOWN)?;
+    let now = now_ms();
+    match history.first() {
+        Some(live) if live.reason.starts_with("halted") => println!(
+            "policy: HALTED, no policy is ticking: {} {} {}",
+            live.name, live.version, live.reason
+        ),
+        Some(live) => println!(
+            "policy: {} {} (sha256 {}…, {}), live since {} ago: {}",
+            live.name,
+            live.version,
+            live.sha256.chars().take(12).collect::<String>(),
+            live.source,
+            human_age(now - live.loaded_at),
+            live.reason
+        ),
+        None => println!("policy: none recorded yet"),
+    }
+    for event in history.iter().skip(1) {
+        println!(
+            "  before: {} {} {} ago: {}",
+            event.name,
+            event.version,
+            human_age(now - event.loaded_at),
+            event.reason
+        );
+    }
+    let decided = outbox.decided_since(now - DECIDED_WINDOW_MS)?;
+    if !decided.is_empty() {
+        println!("rows decided in the last hour:");
+        for d in decided {
+            println!(
+                "  {:>7}  {} ({}…)",
+                d.rows,
+                d.policy.as_deref().unwrap_or("unknown policy"),
+                d.sha256.chars().take(12).collect::<String>()
+            );
+        }
+    }
+    Ok(())
 }
 
 fn human_age(ms: i64) -> String {

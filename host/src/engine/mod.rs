@@ -1,31 +1,40 @@
 //! Runs a drain policy component on wasmtime.
 //!
-//! [`PolicyEngine`] compiles and validates a component once: it must be a
-//! component, export `sluice:drain/policy` with the expected shape, and
-//! accept the configured settings. [`PolicyRunner`] holds one instance and a
+//! [`PolicyEngine`] compiles (or loads from the compile cache, `cache`) and
+//! validates a component once: it must be a component, import only what the
+//! host provides and export `sluice:drain/policy` (`contract`, by name),
+//! with the expected shapes (the linker), and accept the configured
+//! settings. Every policy runs on one process-wide wasmtime engine
+//! (`compile`). [`PolicyRunner`] holds one instance and a
 //! [`World`] and calls `tick`. The guest gets nothing but our imports: no
-//! WASI is linked, and any other import traps when called. Each tick runs
+//! WASI is linked, and the WASI imports a standard library brings trap when
+//! called. Each tick runs
 //! under a memory cap and a guest-time budget; a tick that traps is
 //! abandoned (its rows come back through their lease) and the next tick gets
 //! a fresh instance.
 
 mod bindings;
+mod cache;
+mod compile;
+mod contract;
 mod imports;
 mod limits;
 mod probe;
+mod rebind;
 
 pub use bindings::PolicyInfo;
+pub use cache::{CACHE_DIR_ENV, CacheStatus, PolicyCache, WASMTIME_VERSION};
+pub use contract::CONTRACT;
 pub use limits::{GUEST_MEMORY_BYTES_MAX, TICK_GUEST_TIME_MAX};
 
 use bindings::{DrainPolicy, DrainPolicyPre};
-use limits::EpochTicker;
 use probe::ProbeWorld;
 use sha2::{Digest, Sha256};
 use sluice_policy::World;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use wasmtime::component::{Component, HasSelf, Linker};
-use wasmtime::{Config, Engine, Store, StoreLimits};
+use wasmtime::{Engine, Store, StoreLimits};
 
 /// The default policy, built from `guest/` by `build.rs`.
 pub const DEFAULT_POLICY_WASM: &[u8] =
@@ -42,8 +51,19 @@ pub enum LoadError {
         "policy {source_name} is not a WebAssembly component ({cause}): give a .wasm component built against wit/drain.wit"
     )]
     NotComponent { source_name: String, cause: String },
+    /// Imports or exports by the wrong name: what is missing or extra.
     #[error(
-        "policy {source_name} does not fit the contract sluice:drain@0.2.0 ({cause}): build it against this host's wit/drain.wit"
+        "policy {source_name} does not fit this host: it was built against {built_against}, this host implements {CONTRACT}; it {}. Build it against this host's wit/drain.wit",
+        .problems.join("; it ")
+    )]
+    Interfaces {
+        source_name: String,
+        built_against: String,
+        problems: Vec<String>,
+    },
+    /// The right names with the wrong shapes.
+    #[error(
+        "policy {source_name} does not fit the contract {CONTRACT} ({cause}): build it against this host's wit/drain.wit"
     )]
     Contract { source_name: String, cause: String },
     #[error("policy {source_name} failed while starting ({cause})")]
@@ -95,61 +115,99 @@ pub struct PolicyEngine {
     component: Component,
     meta: PolicyMeta,
     settings: Arc<Vec<(String, String)>>,
-    ticker: Arc<EpochTicker>,
+    cache: CacheStatus,
 }
 
 impl PolicyEngine {
-    /// Compiles `bytes` and checks it against the contract by instantiating
-    /// it and calling `info()` and `configure(settings)`.
+    /// Compiles `bytes`, or loads them compiled from the compile cache the
+    /// environment names ([`PolicyCache::FromEnv`]), and checks them against
+    /// the contract: by name, then by instantiating the component and calling
+    /// `info()` and `configure(settings)`.
     pub fn load(
         source: &str,
         bytes: &[u8],
         settings: Vec<(String, String)>,
     ) -> Result<PolicyEngine, LoadError> {
-        let name = source.to_string();
-        let engine = new_engine().map_err(|e| LoadError::Start {
-            source_name: name.clone(),
-            cause: e.to_string(),
-        })?;
-        let component = Component::from_binary(&engine, bytes).map_err(|e| {
-            if bytes.len() >= 8 && bytes[..4] == *b"\0asm" && bytes[4..8] == [1, 0, 0, 0] {
-                LoadError::CoreModule {
-                    source_name: name.clone(),
-                }
-            } else {
-                LoadError::NotComponent {
-                    source_name: name.clone(),
-                    cause: root_cause(&e),
-                }
-            }
-        })?;
-        let ticker = Arc::new(EpochTicker::start(&engine));
-        let mut loaded = PolicyEngine {
-            engine,
-            component,
-            meta: PolicyMeta {
-                source: name,
-                name: String::new(),
-                version: String::new(),
-                sha256: hex::encode(Sha256::digest(bytes)),
-            },
-            settings: Arc::new(settings),
-            ticker,
-        };
-        let probe = loaded.runner(ProbeWorld)?;
-        let info = probe.info;
-        loaded.meta.name = info.name;
-        loaded.meta.version = info.version;
-        Ok(loaded)
+        PolicyEngine::load_with_cache(source, bytes, settings, &PolicyCache::FromEnv)
     }
 
-    /// The embedded default policy.
+    /// The embedded default policy, from the compile cache when it is there.
     pub fn load_default(settings: Vec<(String, String)>) -> Result<PolicyEngine, LoadError> {
         PolicyEngine::load("embedded default", DEFAULT_POLICY_WASM, settings)
     }
 
+    /// [`PolicyEngine::load`] that always compiles and stores nothing.
+    pub fn load_uncached(
+        source: &str,
+        bytes: &[u8],
+        settings: Vec<(String, String)>,
+    ) -> Result<PolicyEngine, LoadError> {
+        PolicyEngine::load_with_cache(source, bytes, settings, &PolicyCache::Off)
+    }
+
+    /// [`PolicyEngine::load`] with the compile cache in `cache`.
+    pub fn load_with_cache(
+        source: &str,
+        bytes: &[u8],
+        settings: Vec<(String, String)>,
+        cache: &PolicyCache,
+    ) -> Result<PolicyEngine, LoadError> {
+        let source_name = source.to_string();
+        let engine = compile::shared_engine().map_err(|cause| LoadError::Start {
+            source_name: source_name.clone(),
+            cause: format!("cannot make the wasmtime engine: {cause}"),
+        })?;
+        let sha256 = hex::encode(Sha256::digest(bytes));
+        let (component, cache) = compile::obtain(engine, source, bytes, &sha256, cache)?;
+        contract::check(engine, &component).map_err(|m| LoadError::Interfaces {
+            source_name: source_name.clone(),
+            built_against: m.built_against,
+            problems: m.problems,
+        })?;
+        let loaded = PolicyEngine {
+            engine: engine.clone(),
+            component,
+            meta: PolicyMeta {
+                source: source_name,
+                name: String::new(),
+                version: String::new(),
+                sha256,
+            },
+            settings: Arc::new(settings),
+            cache,
+        };
+        loaded.probed()
+    }
+
+    /// The same policy with other settings: checked by `configure(settings)`,
+    /// without compiling again.
+    pub fn reconfigured(&self, settings: Vec<(String, String)>) -> Result<PolicyEngine, LoadError> {
+        PolicyEngine {
+            engine: self.engine.clone(),
+            component: self.component.clone(),
+            meta: self.meta.clone(),
+            settings: Arc::new(settings),
+            cache: self.cache.clone(),
+        }
+        .probed()
+    }
+
+    /// Instantiates the policy and calls `info()` and `configure(settings)`;
+    /// fills in the name and version `info()` gives.
+    fn probed(mut self) -> Result<PolicyEngine, LoadError> {
+        let info = self.runner(ProbeWorld)?.info;
+        self.meta.name = info.name;
+        self.meta.version = info.version;
+        Ok(self)
+    }
+
     pub fn meta(&self) -> &PolicyMeta {
         &self.meta
+    }
+
+    /// Whether the compiled policy came from the compile cache.
+    pub fn cache_status(&self) -> &CacheStatus {
+        &self.cache
     }
 
     pub fn settings(&self) -> &[(String, String)] {
@@ -185,21 +243,10 @@ impl PolicyEngine {
             },
             slot: None,
             spare: Some(world),
-            _ticker: self.ticker.clone(),
         };
         runner.instantiate()?;
         Ok(runner)
     }
-}
-
-fn new_engine() -> wasmtime::Result<Engine> {
-    let mut config = Config::new();
-    config.epoch_interruption(true);
-    config.wasm_component_model(true);
-    // One compile of a small component at start: threads would only add
-    // their arenas to the peak resident memory.
-    config.parallel_compilation(false);
-    Engine::new(&config)
 }
 
 /// What a guest instance keeps in its Store.
@@ -222,8 +269,6 @@ pub struct PolicyRunner<W: World + Send + 'static> {
     slot: Option<(Store<GuestState<W>>, DrainPolicy)>,
     /// The world while no instance holds it.
     spare: Option<W>,
-    /// Keeps the epoch advancing while this runner lives.
-    _ticker: Arc<EpochTicker>,
 }
 
 impl<W: World + Send + 'static> PolicyRunner<W> {
@@ -302,13 +347,32 @@ impl<W: World + Send + 'static> PolicyRunner<W> {
         store.limiter(|s| &mut s.limits);
         store.epoch_deadline_callback(limits::guest_time_check);
         store.set_epoch_deadline(1);
-        let started = self.pre.instantiate(&mut store).and_then(|instance| {
+        let instance = match self.pre.instantiate(&mut store) {
+            Ok(instance) => instance,
+            Err(e) => {
+                self.spare = Some(store.into_data().world);
+                let source_name = self.source.clone();
+                // Without a trap, instantiating failed on the export's
+                // shape: a function missing or of another type.
+                return Err(match e.downcast_ref::<wasmtime::Trap>() {
+                    Some(_) => LoadError::Start {
+                        source_name,
+                        cause: describe_trap(&e),
+                    },
+                    None => LoadError::Contract {
+                        source_name,
+                        cause: root_cause(&e),
+                    },
+                });
+            }
+        };
+        let started = (|| {
             let info = instance.sluice_drain_policy().call_info(&mut store)?;
             let configured = instance
                 .sluice_drain_policy()
                 .call_configure(&mut store, &self.settings)?;
-            Ok((instance, info, configured))
-        });
+            wasmtime::Result::Ok((instance, info, configured))
+        })();
         match started {
             Ok((instance, info, Ok(()))) => {
                 self.info = info;

@@ -1,7 +1,7 @@
 //! Opening files: new, empty, old-schema, foreign, not SQLite, damaged.
 
 use crate::common::{LEASE_MS, ids, raw, temp_path};
-use sluice_store::{LATER_COLUMNS, Outbox, StoreError};
+use sluice_store::{AUDIT_COLUMNS, LATER_COLUMNS, Outbox, StoreError};
 use std::path::Path;
 
 /// The outbox's columns and the names of its indexes, read through SQLite.
@@ -39,12 +39,13 @@ fn a_new_file_gets_the_full_table_its_indexes_and_wal_mode() {
     let outbox = Outbox::open(&path).unwrap();
     assert_eq!(outbox.path(), path);
     let (columns, indexes) = columns_and_indexes(&path);
-    assert_eq!(columns.len(), 20);
+    assert_eq!(columns.len(), 22);
     assert_eq!(
         &columns[..3],
         ["id", "client_message_id", "request_fingerprint"]
     );
-    assert_eq!(&columns[14..], LATER_COLUMNS);
+    assert_eq!(&columns[14..20], LATER_COLUMNS);
+    assert_eq!(&columns[20..], AUDIT_COLUMNS.map(|(name, _)| name));
     assert_eq!(indexes, ["outbox_due"]);
     let mode: String = raw(&path)
         .query_row("PRAGMA journal_mode", [], |r| r.get(0))
@@ -58,7 +59,7 @@ fn a_zero_length_file_becomes_an_outbox() {
     std::fs::write(&path, b"").unwrap();
     let mut outbox = Outbox::open(&path).unwrap();
     assert_eq!(outbox.open_work().unwrap(), 0);
-    assert_eq!(columns_and_indexes(&path).0.len(), 20);
+    assert_eq!(columns_and_indexes(&path).0.len(), 22);
 }
 
 #[test]
@@ -70,11 +71,11 @@ fn opening_an_outbox_twice_changes_nothing_and_keeps_rows() {
         .unwrap();
     let mut again = Outbox::open(&path).unwrap();
     assert_eq!(again.open_work().unwrap(), 3);
-    assert_eq!(columns_and_indexes(&path).0.len(), 20);
+    assert_eq!(columns_and_indexes(&path).0.len(), 22);
 }
 
 #[test]
-fn an_old_outbox_gains_the_six_later_columns_and_keeps_its_rows_claimable() {
+fn an_old_outbox_gains_the_later_and_audit_columns_and_keeps_its_rows_claimable() {
     let (_dir, path) = temp_path();
     let conn = raw(&path);
     conn.execute_batch(OLD_SCHEMA).unwrap();
@@ -90,7 +91,7 @@ fn an_old_outbox_gains_the_six_later_columns_and_keeps_its_rows_claimable() {
 
     let mut outbox = Outbox::open(&path).unwrap();
     let (columns, indexes) = columns_and_indexes(&path);
-    assert_eq!(columns.len(), 20, "{columns:?}");
+    assert_eq!(columns.len(), 22, "{columns:?}");
     assert!(
         LATER_COLUMNS
             .iter()

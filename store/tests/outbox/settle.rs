@@ -218,3 +218,33 @@ fn a_hold_gives_the_attempt_back_and_keeps_the_error_unless_given_one() {
     let row = outbox.claim_due(6000, 1, LEASE_MS).unwrap().remove(0);
     assert_eq!(outbox.settle(&[hold(row.rowid, 2, None)]).unwrap(), 0);
 }
+
+#[test]
+fn a_settle_records_the_deciding_policy_and_the_history_names_it() {
+    let (_dir, mut outbox) = outbox_with(&rows(2));
+    let claimed = outbox.claim_due(5000, 2, LEASE_MS).unwrap();
+    outbox
+        .record_policy(&sluice_store::PolicyEvent {
+            sha256: "ab12".into(),
+            name: "sluice-default".into(),
+            version: "0.1.0".into(),
+            source: "embedded default".into(),
+            loaded_at: 4000,
+            reason: "start".into(),
+        })
+        .unwrap();
+    let outcomes: Vec<Outcome> = claimed.iter().map(|r| done(r.rowid, r.attempts)).collect();
+    assert_eq!(
+        outbox
+            .settle_by(&outcomes, Some("ab12"), Some(7000))
+            .unwrap(),
+        2
+    );
+    let decided = outbox.decided_since(6000).unwrap();
+    assert_eq!(decided.len(), 1);
+    assert_eq!((decided[0].sha256.as_str(), decided[0].rows), ("ab12", 2));
+    assert_eq!(decided[0].policy.as_deref(), Some("sluice-default 0.1.0"));
+    assert!(outbox.decided_since(7001).unwrap().is_empty());
+    let history = outbox.policy_history(10).unwrap();
+    assert_eq!(history[0].reason, "start");
+}

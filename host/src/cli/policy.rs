@@ -1,0 +1,88 @@
+//! `sluice policy load|check`: change a running drainer's policy, or check a
+//! candidate offline with the same validation.
+
+use crate::config::Config;
+use crate::control::{self, LoadRequest};
+use anyhow::{Context as _, bail};
+use clap::{Args, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Debug, Args)]
+pub struct PolicyArgs {
+    #[command(subcommand)]
+    command: PolicyCommand,
+}
+
+#[derive(Debug, Subcommand)]
+enum PolicyCommand {
+    /// Hand a policy component to the running drainer(s) of a config: it is
+    /// validated there and goes live at the next tick, or stays out.
+    Load(LoadArgs),
+    /// Validate a policy component offline, as a running drainer would.
+    Check(super::policy_check::CheckArgs),
+}
+
+#[derive(Debug, Args)]
+struct LoadArgs {
+    /// The policy component (.wasm).
+    file: PathBuf,
+    /// The TOML config file of the running drainer.
+    #[arg(long)]
+    config: PathBuf,
+    /// A setting for this policy on top of the config's [policy]: KEY=VALUE.
+    #[arg(long = "setting", value_name = "KEY=VALUE")]
+    settings: Vec<String>,
+}
+
+pub fn policy(args: &PolicyArgs) -> anyhow::Result<ExitCode> {
+    match &args.command {
+        PolicyCommand::Load(load) => load_command(load),
+        PolicyCommand::Check(check) => super::policy_check::check(check),
+    }
+}
+
+fn pairs(settings: &[String]) -> anyhow::Result<Vec<(String, String)>> {
+    settings
+        .iter()
+        .map(|s| match s.split_once('=') {
+            Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_string(), v.to_string())),
+            _ => bail!("--setting {s:?}: give KEY=VALUE, as in --setting max_attempts=5"),
+        })
+        .collect()
+}
+
+fn load_command(args: &LoadArgs) -> anyhow::Result<ExitCode> {
+    let config = Config::load(&args.config)?;
+    let file = std::path::absolute(&args.file)
+        .with_context(|| format!("resolving {}", args.file.display()))?;
+    if !file.is_file() {
+        bail!(
+            "no policy file at {}: give a .wasm component",
+            file.display()
+        );
+    }
+    let request = LoadRequest {
+        load: file,
+        settings: pairs(&args.settings)?,
+    };
+    let replies = control::load(&config.outbox, &request).map_err(anyhow::Error::msg)?;
+    let mut all_ok = true;
+    for (socket, reply) in replies {
+        let who = socket
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        if reply.ok {
+            println!("drainer {who}: {}", reply.message);
+        } else {
+            all_ok = false;
+            println!("drainer {who}: refused: {}", reply.message);
+        }
+    }
+    Ok(if all_ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}

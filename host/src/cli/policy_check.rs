@@ -1,0 +1,116 @@
+//! `sluice policy check FILE [--verify DIR] [--config FILE]`: the checks a
+//! running drainer makes before a policy goes live, offline, with the same
+//! messages (`crate::validate`). Exit 0 when everything passes, 1 when the
+//! policy is refused or a trace diverges, 2 when the check cannot run.
+
+use crate::config::Config;
+use crate::engine::{CONTRACT, CacheStatus, PolicyEngine};
+use crate::validate::verify_traces;
+use anyhow::{Context as _, bail};
+use clap::Args;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// The policy component to check.
+    #[arg(value_name = "FILE.wasm")]
+    pub file: PathBuf,
+    /// Also replay every *.trace in DIR against it, each with its recorded settings.
+    #[arg(long, value_name = "DIR")]
+    pub verify: Option<PathBuf>,
+    /// Configure it with this config's [policy] settings (default: none).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// A setting on top of the config's [policy]: KEY=VALUE.
+    #[arg(long = "setting", value_name = "KEY=VALUE")]
+    pub settings: Vec<String>,
+}
+
+pub fn check(args: &CheckArgs) -> anyhow::Result<ExitCode> {
+    super::init_logging("error");
+    let mut settings = match &args.config {
+        Some(path) => Config::load(path)?.policy,
+        None => Vec::new(),
+    };
+    for item in &args.settings {
+        let Some((key, value)) = item.split_once('=') else {
+            bail!("--setting {item:?}: give KEY=VALUE, as in --setting max_attempts=5");
+        };
+        settings.retain(|(k, _)| k != key);
+        settings.push((key.to_string(), value.to_string()));
+    }
+    let bytes = std::fs::read(&args.file)
+        .with_context(|| format!("reading policy file {}", args.file.display()))?;
+    let count = settings.len();
+    // The same load, and so the same messages, as a drainer's.
+    let engine = match crate::validate::validate(&args.file, &bytes, settings, None) {
+        Ok(engine) => engine,
+        Err(message) => {
+            println!("refused  {message}");
+            return Ok(ExitCode::from(1));
+        }
+    };
+    print_policy(&engine, count);
+    let Some(dir) = &args.verify else {
+        println!("check    ok");
+        return Ok(ExitCode::SUCCESS);
+    };
+    let checks = match verify_traces(&engine, dir) {
+        Ok(checks) => checks,
+        Err(message) => {
+            println!("check    failed: {message}");
+            return Ok(ExitCode::from(1));
+        }
+    };
+    let mut failed = 0;
+    for c in &checks {
+        match &c.outcome {
+            Ok(summary) => println!(
+                "trace    {}: ok, {} ticks, {} calls{}",
+                c.path.display(),
+                summary.ticks,
+                summary.calls,
+                if summary.truncated {
+                    " (it ends inside its last tick, which was skipped)"
+                } else {
+                    ""
+                }
+            ),
+            Err(why) => {
+                failed += 1;
+                println!("trace    {}: {why}", c.path.display());
+            }
+        }
+    }
+    if failed == 0 {
+        println!("check    ok: {} traces replay identically", checks.len());
+        Ok(ExitCode::SUCCESS)
+    } else {
+        println!(
+            "check    failed: {failed} of {} traces diverge",
+            checks.len()
+        );
+        Ok(ExitCode::from(1))
+    }
+}
+
+fn print_policy(engine: &PolicyEngine, settings: usize) {
+    let meta = engine.meta();
+    println!(
+        "policy   {} {} from {}",
+        meta.name, meta.version, meta.source
+    );
+    println!("         sha256 {}", meta.sha256);
+    match engine.cache_status() {
+        CacheStatus::Hit(path) => println!("         compiled earlier: {}", path.display()),
+        CacheStatus::Miss { why, stored, .. } => println!(
+            "         compiled now ({why}){}",
+            if *stored { "; cached" } else { "" }
+        ),
+        CacheStatus::Off(why) => println!("         compiled now (cache off: {why})"),
+    }
+    println!(
+        "contract {CONTRACT}: fits; info() and configure() with {settings} settings succeeded"
+    );
+}

@@ -1,0 +1,112 @@
+//! Checking a candidate policy before it goes live, or offline with
+//! `sluice policy check`.
+//!
+//! Owns: loading a candidate with its settings (the contract by name and by
+//! shape, `info()`, `configure()`; see [`crate::engine`]) and replaying a
+//! directory of recorded traces against it, each with the settings it was
+//! recorded with. Not here: deciding what to do with a refused candidate
+//! (the hot swap), or printing (`cli::policy_check`).
+
+use crate::engine::PolicyEngine;
+use crate::replay::{ReplaySummary, replay};
+use crate::trace::Trace;
+use std::path::{Path, PathBuf};
+
+/// The file extension of recorded traces (`sluice run --record`).
+pub const TRACE_EXTENSION: &str = "trace";
+
+/// One recorded trace replayed against a candidate.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TraceCheck {
+    pub path: PathBuf,
+    /// The replay matched; or where it first differed, or why it could not run.
+    pub outcome: Result<ReplaySummary, String>,
+}
+
+/// Loads the policy in `bytes` (read from `path`) with `settings`, and with
+/// `verify` replays every `*.trace` there against it. Err is the message to
+/// show: what does not fit, or which traces diverged and where.
+pub fn validate(
+    path: &Path,
+    bytes: &[u8],
+    settings: Vec<(String, String)>,
+    verify: Option<&Path>,
+) -> Result<PolicyEngine, String> {
+    let engine = PolicyEngine::load(&path.display().to_string(), bytes, settings)
+        .map_err(|e| e.to_string())?;
+    let Some(dir) = verify else {
+        return Ok(engine);
+    };
+    let checks = verify_traces(&engine, dir)?;
+    let failed: Vec<String> = checks
+        .iter()
+        .filter_map(|c| {
+            let why = c.outcome.as_ref().err()?;
+            Some(format!("{}: {why}", c.path.display()))
+        })
+        .collect();
+    if failed.is_empty() {
+        return Ok(engine);
+    }
+    Err(format!(
+        "policy {} does not replay {} of the {} traces in {}:\n{}",
+        path.display(),
+        failed.len(),
+        checks.len(),
+        dir.display(),
+        failed.join("\n")
+    ))
+}
+
+/// Replays every `*.trace` in `dir` (in name order) against `engine`, each
+/// with the settings in its header. Err when `dir` holds no trace at all: a
+/// check against nothing would pass.
+pub fn verify_traces(engine: &PolicyEngine, dir: &Path) -> Result<Vec<TraceCheck>, String> {
+    let entries = std::fs::read_dir(dir)
+        .map_err(|e| format!("cannot read the trace directory {}: {e}", dir.display()))?;
+    let mut paths: Vec<PathBuf> = entries
+        .filter_map(|entry| Some(entry.ok()?.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == TRACE_EXTENSION) && p.is_file())
+        .collect();
+    paths.sort();
+    if paths.is_empty() {
+        return Err(format!(
+            "no *.{TRACE_EXTENSION} files in {}: nothing to verify against (record one with `sluice run --record FILE.{TRACE_EXTENSION}`)",
+            dir.display()
+        ));
+    }
+    Ok(paths
+        .into_iter()
+        .map(|path| {
+            let outcome = replay_one(engine, &path);
+            TraceCheck { path, outcome }
+        })
+        .collect())
+}
+
+fn replay_one(engine: &PolicyEngine, path: &Path) -> Result<ReplaySummary, String> {
+    let trace = Trace::load(path).map_err(|e| e.to_string())?;
+    // The trace's settings on top of the candidate's own: a setting only the
+    // candidate knows (one it was loaded with) stays as it was given.
+    let mut settings: Vec<(String, String)> = engine
+        .settings()
+        .iter()
+        .filter(|(key, _)| !trace.header.settings.iter().any(|(k, _)| k == key))
+        .cloned()
+        .collect();
+    settings.extend(trace.header.settings.iter().cloned());
+    let reconfigured;
+    let engine = if engine.settings() == settings.as_slice() {
+        engine
+    } else {
+        reconfigured = engine
+            .reconfigured(settings)
+            .map_err(|e| format!("the trace's settings cannot be used: {e}"))?;
+        &reconfigured
+    };
+    match replay(&trace, engine) {
+        Ok(Ok(summary)) => Ok(summary),
+        Ok(Err(divergence)) => Err(format!("diverged at {divergence}")),
+        Err(e) => Err(format!("cannot replay: {e:#}")),
+    }
+}

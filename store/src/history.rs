@@ -1,0 +1,110 @@
+//! The audit trail: which policies drove this outbox, and which decided
+//! which rows.
+//!
+//! Owns: the `sluice_policy_history` table (one row per policy that went
+//! live: its hash, name, version, source, when and why) and the summary of
+//! the audit columns `decided_by`/`decided_at` that `settle_by` fills. Not
+//! here: deciding when a policy goes live (the host).
+
+use crate::error::{StoreError, sqlite};
+use crate::outbox::Outbox;
+use rusqlite::params;
+
+/// A policy that went live on this outbox.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PolicyEvent {
+    pub sha256: String,
+    pub name: String,
+    pub version: String,
+    /// A file path, or `embedded default`.
+    pub source: String,
+    pub loaded_at: i64,
+    /// `start`, `file change`, `load command`, `rollback: …`.
+    pub reason: String,
+}
+
+/// Rows a policy decided since some time: (sha256, name and version when the
+/// history knows them, rows).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DecidedBy {
+    pub sha256: String,
+    pub policy: Option<String>,
+    pub rows: u64,
+}
+
+impl Outbox {
+    /// Appends a policy to the history.
+    pub fn record_policy(&mut self, event: &PolicyEvent) -> Result<(), StoreError> {
+        self.write("recording a policy in the history", |tx, path| {
+            tx.execute(
+                "INSERT INTO sluice_policy_history (sha256, name, version, source, loaded_at, reason)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![
+                    event.sha256,
+                    event.name,
+                    event.version,
+                    event.source,
+                    event.loaded_at,
+                    event.reason
+                ],
+            )
+            .map_err(sqlite(path, "recording a policy"))?;
+            Ok(())
+        })
+    }
+
+    /// The newest `limit` entries of the history, newest first.
+    pub fn policy_history(&mut self, limit: u32) -> Result<Vec<PolicyEvent>, StoreError> {
+        let map = sqlite(&self.path, "reading the policy history");
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT sha256, name, version, source, loaded_at, reason
+                 FROM sluice_policy_history ORDER BY id DESC LIMIT ?1",
+            )
+            .map_err(&map)?;
+        let events = stmt
+            .query_map([limit], |r| {
+                Ok(PolicyEvent {
+                    sha256: r.get(0)?,
+                    name: r.get(1)?,
+                    version: r.get(2)?,
+                    source: r.get(3)?,
+                    loaded_at: r.get(4)?,
+                    reason: r.get(5)?,
+                })
+            })
+            .map_err(&map)?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(&map)?;
+        Ok(events)
+    }
+
+    /// Which policies decided the rows settled since `since` (ms), most
+    /// rows first. Reads every row: for `sluice status`, not a hot path.
+    pub fn decided_since(&mut self, since: i64) -> Result<Vec<DecidedBy>, StoreError> {
+        let map = sqlite(&self.path, "summarising the deciding policies");
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT o.decided_by, COUNT(*),
+                    (SELECT h.name || ' ' || h.version FROM sluice_policy_history h
+                     WHERE h.sha256 = o.decided_by ORDER BY h.id DESC LIMIT 1)
+                 FROM outbox o WHERE o.decided_at >= ?1 AND o.decided_by IS NOT NULL
+                 GROUP BY o.decided_by ORDER BY 2 DESC",
+            )
+            .map_err(&map)?;
+        let rows = stmt
+            .query_map([since], |r| {
+                Ok(DecidedBy {
+                    sha256: r.get(0)?,
+                    rows: u64::try_from(r.get::<_, i64>(1)?).unwrap_or(0),
+                    policy: r.get(2)?,
+                })
+            })
+            .map_err(&map)?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(&map)?;
+        Ok(rows)
+    }
+}
