@@ -1,4 +1,10 @@
 //! `sluice enqueue`: adds rows the way a producer would, then wakes drainers.
+//!
+//! Owns: reading rows from flags or JSON lines, their fingerprint (SHA-256 of
+//! the payload unless given), and reporting each row's outcome. Idempotent
+//! under `client_message_id`: a repeat is accepted as the existing row or is a
+//! conflict, by the store's accept table (`Outbox::enqueue_idempotent`).
+//! Exit 0 when every row was accepted, [`EXIT_CONFLICT`] when one was not.
 
 use crate::config::Config;
 use crate::wake;
@@ -7,26 +13,35 @@ use anyhow::{Context as _, bail};
 use base64::Engine as _;
 use clap::Args;
 use serde::Deserialize;
+use serde_json::json;
 use sha2::{Digest, Sha256};
+use sluice_store::enqueue::EnqueueOutcome;
 use sluice_store::{NewRow, Outbox};
 use std::io::BufRead as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
+
+/// The exit status when a row's `client_message_id` is taken by a row it does
+/// not match (2 is any other error).
+pub const EXIT_CONFLICT: u8 = 3;
 
 #[derive(Debug, Args)]
 pub struct EnqueueArgs {
     /// The TOML config file (its `outbox` is written).
     #[arg(long)]
     config: PathBuf,
-    /// Read rows as JSON objects, one per line, from stdin (fields as the flags, snake_case;
+    /// JSON lines: print each outcome as a JSON object; without --payload, also read the
+    /// rows as JSON objects, one per line, from stdin (fields as the flags, snake_case;
     /// `payload` as text or `payload_base64`).
-    #[arg(long, conflicts_with_all = ["payload", "id", "client_message_id"])]
+    #[arg(long)]
     json: bool,
     /// The message body (for legacy rows it is what gets broadcast).
     #[arg(long)]
     payload: Option<String>,
     #[arg(long)]
     id: Option<String>,
+    /// The idempotency key; a repeat with the same fingerprint is accepted as the
+    /// existing row (default: a fresh one).
     #[arg(long)]
     client_message_id: Option<String>,
     #[arg(long)]
@@ -44,7 +59,7 @@ pub struct EnqueueArgs {
     #[arg(long)]
     sender_session_pubkey: Option<String>,
     /// Hex request fingerprint; defaults to SHA-256 of the payload.
-    #[arg(long)]
+    #[arg(long, visible_alias = "fingerprint")]
     request_fingerprint: Option<String>,
 }
 
@@ -66,22 +81,119 @@ struct JsonRow {
 
 pub fn enqueue(args: &EnqueueArgs) -> anyhow::Result<ExitCode> {
     let config = Config::load(&args.config)?;
-    let rows = if args.json {
+    let rows = if args.payload.is_none() && args.json {
+        refuse_row_flags(args)?;
         read_json_rows()?
     } else {
         vec![flag_row(args)?]
     };
     let mut outbox = Outbox::open(&config.outbox)?;
-    let count = outbox.enqueue(&rows)?;
-    let woken = wake::notify(&config.outbox);
-    for row in &rows {
-        println!("{}", row.id);
+    let outcomes = outbox.enqueue_idempotent(&rows)?;
+    let inserted = outcomes
+        .iter()
+        .filter(|o| matches!(o, EnqueueOutcome::Accepted(a) if a.inserted))
+        .count();
+    let woken = if inserted > 0 {
+        wake::notify(&config.outbox)
+    } else {
+        0
+    };
+    let mut conflicts = 0;
+    for outcome in &outcomes {
+        conflicts += usize::from(matches!(outcome, EnqueueOutcome::Conflict(_)));
+        if args.json {
+            println!("{}", outcome_json(outcome));
+        } else {
+            report_text(outcome);
+        }
     }
     eprintln!(
-        "enqueued {count} row(s) in {}; woke {woken} drainer(s)",
+        "enqueued {inserted} row(s) in {}; woke {woken} drainer(s)",
         config.outbox.display()
     );
-    Ok(ExitCode::SUCCESS)
+    Ok(if conflicts == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(EXIT_CONFLICT)
+    })
+}
+
+/// `{"outcome":"accepted",…}` or `{"outcome":"conflict","code":…,…}`.
+fn outcome_json(outcome: &EnqueueOutcome) -> serde_json::Value {
+    match outcome {
+        EnqueueOutcome::Accepted(a) => json!({
+            "outcome": "accepted",
+            "status": a.status,
+            "id": a.id,
+            "client_message_id": a.client_message_id,
+            "broker_message_id": a.broker_message_id,
+        }),
+        EnqueueOutcome::Conflict(c) => json!({
+            "outcome": "conflict",
+            "code": c.code(),
+            "id": c.id,
+            "client_message_id": c.client_message_id,
+        }),
+    }
+}
+
+/// An accepted row's id on stdout (as before idempotency, for scripts), the
+/// verdict on stderr.
+fn report_text(outcome: &EnqueueOutcome) {
+    match outcome {
+        EnqueueOutcome::Accepted(a) => {
+            println!("{}", a.id);
+            if !a.inserted {
+                let delivered = a
+                    .broker_message_id
+                    .as_ref()
+                    .map(|m| format!(", broker message {m}"))
+                    .unwrap_or_default();
+                eprintln!(
+                    "accepted: client_message_id {} is already in the outbox as {} ({}{delivered}); nothing new was written",
+                    a.client_message_id, a.id, a.status
+                );
+            }
+        }
+        EnqueueOutcome::Conflict(c) => {
+            let fix = if c.fingerprint_matches {
+                "it will not be sent again; enqueue it under a fresh client_message_id"
+            } else {
+                "this is a different request under the same key; give it a fresh client_message_id"
+            };
+            eprintln!(
+                "conflict {}: client_message_id {} is already in the outbox as {} ({}); {fix}",
+                c.code(),
+                c.client_message_id,
+                c.id,
+                c.status
+            );
+        }
+    }
+}
+
+/// With rows on stdin the row flags have nothing to describe.
+fn refuse_row_flags(args: &EnqueueArgs) -> anyhow::Result<()> {
+    let given = [
+        ("--id", args.id.is_some()),
+        ("--client-message-id", args.client_message_id.is_some()),
+        ("--mesh", args.mesh.is_some()),
+        ("--target-spec", args.target_spec.is_some()),
+        ("--nonce", args.nonce.is_some()),
+        ("--ciphertext", args.ciphertext.is_some()),
+        ("--priority", args.priority.is_some()),
+        (
+            "--sender-session-pubkey",
+            args.sender_session_pubkey.is_some(),
+        ),
+        ("--request-fingerprint", args.request_fingerprint.is_some()),
+    ];
+    if let Some((flag, _)) = given.iter().find(|(_, set)| *set) {
+        bail!(
+            "{flag} describes a row given by flags, but --json without --payload reads the rows from stdin; put the field in the JSON, or give --payload"
+        );
+    }
+    Ok(())
 }
 
 fn flag_row(args: &EnqueueArgs) -> anyhow::Result<NewRow> {
