@@ -78,8 +78,11 @@ fn main() {
         let public = target_root.join(profile);
         let _ = fs::create_dir_all(&public);
         copy(&outage, &public.join(OUTAGE_WASM_NAME));
-        // The embedded default as a file too, to swap back to by hand.
+        // The embedded default as a file too, to swap back to by hand; and
+        // the test build with deliberate faults (`--setting fault=trap`),
+        // to watch a rollback.
         copy(&default, &public.join(DEFAULT_WASM_NAME));
+        copy(&faulty, &public.join(FAULTY_WASM_NAME));
     }
 }
 
@@ -101,6 +104,8 @@ const OUTAGE_GUEST: Guest = Guest {
 const OUTAGE_WASM_NAME: &str = "sluice-outage-aware.wasm";
 /// The default policy's name next to the `sluice` binary.
 const DEFAULT_WASM_NAME: &str = "sluice-default.wasm";
+/// The faulty test policy's name next to the `sluice` binary.
+const FAULTY_WASM_NAME: &str = "sluice-faulty.wasm";
 
 fn build_guest(root: &Path, guest: &Guest, target_dir: &Path, extra: &[&str]) -> PathBuf {
     let cargo = env::var_os("CARGO").unwrap_or_else(|| "cargo".into());

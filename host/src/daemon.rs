@@ -5,16 +5,16 @@
 
 use crate::config::Config;
 use crate::control::{self, ControlServer, LoadRequest};
-use crate::drain::{Drain, DrainOptions, Runner, Signal, Signals, TickObserver, Totals};
+use crate::drain::{Drain, DrainOptions, Runner, Signal, Signals, TickObserver, TickTimer, Totals};
 use crate::engine::{PolicyEngine, PolicyMeta};
 use crate::linkstatus;
 use crate::swap::{Audit, PolicySlot};
 use crate::trace::{Header, PolicyId, Recorder, TraceWriter};
 use crate::wake::{Reload, WakeListener};
 use crate::watch::PolicyWatcher;
-use crate::world::HostWorld;
+use crate::world::{HostWorld, SettleObserver};
 use anyhow::Context as _;
-use sluice_links::{LinkOptions, Links};
+use sluice_links::{AckObserver, LinkOptions, Links};
 use sluice_policy::Settings;
 use sluice_store::PolicyEvent;
 use sluice_store::{Checkpointer, Outbox};
@@ -84,6 +84,18 @@ impl Daemon {
         exit_when_drained: bool,
         record: Option<&Path>,
     ) -> anyhow::Result<Daemon> {
+        Daemon::start_observed(config, policy, exit_when_drained, record, None)
+    }
+
+    /// Like [`Daemon::start`], with `ack_latency` told each acked send's
+    /// latency by every link (`sluice run --metrics`).
+    pub fn start_observed(
+        config: &Config,
+        policy: &PolicyChoice,
+        exit_when_drained: bool,
+        record: Option<&Path>,
+        ack_latency: Option<AckObserver>,
+    ) -> anyhow::Result<Daemon> {
         let _ = rustls::crypto::ring::default_provider().install_default();
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
@@ -107,6 +119,7 @@ impl Daemon {
             let _guard = runtime.enter();
             let options = LinkOptions {
                 cwd: config.cwd.clone(),
+                ack_latency,
                 ..LinkOptions::default()
             };
             Links::start(
@@ -217,6 +230,25 @@ impl Daemon {
         for drain in &mut self.drains {
             drain.observe(make());
         }
+    }
+
+    /// Calls `make()` once per loop for a timer of that loop's ticks.
+    pub fn time_ticks(&mut self, make: impl Fn() -> TickTimer) {
+        for drain in &mut self.drains {
+            drain.time_ticks(make());
+        }
+    }
+
+    /// Tells `observer` every committed settle of every loop.
+    pub fn observe_settles(&mut self, observer: &SettleObserver) {
+        for drain in &mut self.drains {
+            drain.runner_mut().world().on_settle = Some(Arc::clone(observer));
+        }
+    }
+
+    /// The runtime the links live on (servers that run beside them).
+    pub fn runtime(&self) -> tokio::runtime::Handle {
+        self.runtime.handle().clone()
     }
 
     /// Stops the loops on SIGINT or SIGTERM, after their current tick;

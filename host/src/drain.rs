@@ -12,7 +12,7 @@ use crate::world::{HostWorld, now_ms};
 use sluice_policy::TickReport;
 use std::sync::Arc;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// What can interrupt the loop's sleep.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -120,12 +120,16 @@ impl Totals {
 /// Called after every successful tick (progress bars, tests).
 pub type TickObserver = Box<dyn FnMut(&TickReport) + Send>;
 
+/// Called after every tick, failed ones too, with how long it took (metrics).
+pub type TickTimer = Box<dyn FnMut(Duration) + Send>;
+
 pub struct Drain {
     runner: Runner,
     options: DrainOptions,
     signals: Receiver<Signal>,
     totals: Totals,
     observer: Option<TickObserver>,
+    timer: Option<TickTimer>,
     /// The other loops of this process, woken after a tick that did work: a
     /// sibling asleep for the poll interval would otherwise miss retries this
     /// tick made due, or the moment the outbox drains.
@@ -143,6 +147,7 @@ impl Drain {
             signals,
             totals: Totals::default(),
             observer: None,
+            timer: None,
             siblings: Signals::default(),
             slot: None,
         }
@@ -165,6 +170,10 @@ impl Drain {
         self.observer = Some(observer);
     }
 
+    pub fn time_ticks(&mut self, timer: TickTimer) {
+        self.timer = Some(timer);
+    }
+
     pub fn totals(&self) -> &Totals {
         &self.totals
     }
@@ -180,7 +189,11 @@ impl Drain {
             Ok(generation) => generation,
             Err(halted) => return Err(TickError::Policy(halted)),
         };
+        let started = Instant::now();
         let result = self.runner.tick(now_ms());
+        if let Some(timer) = self.timer.as_mut() {
+            timer(started.elapsed());
+        }
         if let (Some((slot, _)), Some(generation)) = (&self.slot, generation) {
             match &result {
                 Ok(_) => slot.tick_ok(generation),

@@ -16,6 +16,7 @@
 //! - [`sim`]: a policy against a simulated outbox and broker, with virtual time, seeded faults and invariants.
 //! - [`wake`]: how `sluice enqueue` wakes running drainers.
 //! - [`daemon`]: assembles the above for `run`, `demo` and the benchmark.
+//! - [`metrics`]: `sluice run --metrics`: Prometheus metrics over HTTP.
 //! - [`demo`]: the embedded demonstration.
 //! - [`cli`]: the `sluice` command line.
 //!
@@ -30,6 +31,7 @@ pub mod demo;
 pub mod drain;
 pub mod engine;
 pub mod linkstatus;
+pub mod metrics;
 pub mod replay;
 pub mod runner;
 pub mod sim;

@@ -15,6 +15,10 @@ use sluice_store::Outbox;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+/// Told the outcomes of every settle that committed (metrics count dead
+/// rows by reason from them).
+pub type SettleObserver = Arc<dyn Fn(&[Outcome]) + Send + Sync>;
+
 /// The host's side of the contract.
 pub struct HostWorld {
     pub outbox: Outbox,
@@ -28,6 +32,8 @@ pub struct HostWorld {
     /// The sha256 of the policy deciding this world's rows, recorded with
     /// each settled row (the audit column `decided_by`).
     pub decided_by: Option<String>,
+    /// Hears each committed settle; `None` unless metrics are served.
+    pub on_settle: Option<SettleObserver>,
 }
 
 impl HostWorld {
@@ -44,6 +50,7 @@ impl HostWorld {
             runtime,
             write_gate,
             decided_by: None,
+            on_settle: None,
         }
     }
 
@@ -85,7 +92,11 @@ impl World for HostWorld {
 
     fn settle(&mut self, outcomes: Vec<Outcome>) -> Result<u32, String> {
         let decided_by = self.decided_by.clone();
-        self.write(|o| o.settle_by(&outcomes, decided_by.as_deref(), Some(now_ms())))
+        let settled = self.write(|o| o.settle_by(&outcomes, decided_by.as_deref(), Some(now_ms())));
+        if let (Ok(_), Some(observer)) = (&settled, &self.on_settle) {
+            observer(&outcomes);
+        }
+        settled
     }
 
     fn reclaim(&mut self, now: TimestampMs) -> Result<u32, String> {
@@ -153,7 +164,12 @@ impl World for HostWorld {
     }
 }
 
-/// Writes one policy log line; `event` leads, so operators can grep for it.
+/// Writes one policy log line: the message is `event k=v …` (the event leads,
+/// so operators can grep for it in either format), and `event` is a field of
+/// its own too: a top-level key in JSON logs, left out of text logs where it
+/// would repeat the message's first word (see `cli::logging`). Tracing wants
+/// field names fixed at compile time, so the policy's own fields stay `k=v`
+/// pairs in the message.
 pub fn policy_log(level: Level, event: &str, fields: &[(String, String)]) {
     let mut text = String::with_capacity(64);
     for (key, value) in fields {
@@ -163,9 +179,17 @@ pub fn policy_log(level: Level, event: &str, fields: &[(String, String)]) {
         text.push_str(value);
     }
     match level {
-        Level::Debug => tracing::debug!(target: "sluice::policy", "{event}{text}"),
-        Level::Info => tracing::info!(target: "sluice::policy", "{event}{text}"),
-        Level::Warn => tracing::warn!(target: "sluice::policy", "{event}{text}"),
-        Level::Error => tracing::error!(target: "sluice::policy", "{event}{text}"),
+        Level::Debug => {
+            tracing::debug!(target: "sluice::policy", event, "{event}{text}");
+        }
+        Level::Info => {
+            tracing::info!(target: "sluice::policy", event, "{event}{text}");
+        }
+        Level::Warn => {
+            tracing::warn!(target: "sluice::policy", event, "{event}{text}");
+        }
+        Level::Error => {
+            tracing::error!(target: "sluice::policy", event, "{event}{text}");
+        }
     }
 }

@@ -1,12 +1,14 @@
 //! What a link is told (one mesh, its key, its sessions, options) and the
 //! limits every link lives within.
 //!
-//! Owns: `MeshConfig`, `SessionLinkConfig`, `LinkOptions`, `LinkState` and
+//! Owns: `MeshConfig`, `SessionLinkConfig`, `LinkOptions` (with its
+//! `AckObserver`), `LinkState` and
 //! the named bounds. Does not own: reading a config file (the host's
 //! `config` module does; `tls::read_ca_file` reads its CA certificates).
 
 use crate::identity::MemberKey;
 use rustls::pki_types::CertificateDer;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
@@ -121,6 +123,21 @@ pub struct LinkOptions {
     /// nothing at all to a hello without it.
     pub cwd: String,
     pub channel: String,
+    /// Told the time from each send's frame being queued to its ack (the
+    /// host's latency histogram). `None` costs nothing per send.
+    pub ack_latency: Option<AckObserver>,
+}
+
+/// Called on a link's task once per acked send (accepted or rejected, not
+/// timed out) with the time since its frame was queued. Must be quick: it
+/// runs between reading frames.
+#[derive(Clone)]
+pub struct AckObserver(pub Arc<dyn Fn(Duration) + Send + Sync>);
+
+impl std::fmt::Debug for AckObserver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AckObserver")
+    }
 }
 
 impl Default for LinkOptions {
@@ -132,6 +149,7 @@ impl Default for LinkOptions {
             pid: std::process::id(),
             cwd: default_cwd(),
             channel: "sluice".to_string(),
+            ack_latency: None,
         }
     }
 }

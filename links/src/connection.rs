@@ -7,7 +7,9 @@
 //! reaches a link), the bookkeeping of waiting sends (`inflight`) or the
 //! write bursts (`writer`).
 
-use crate::config::{CLOSE_TIMEOUT, LINK_PING_INTERVAL, LINK_SILENCE_MAX, READ_BURST_MAX};
+use crate::config::{
+    AckObserver, CLOSE_TIMEOUT, LINK_PING_INTERVAL, LINK_SILENCE_MAX, READ_BURST_MAX,
+};
 use crate::inflight::{BatchReply, InFlight};
 use crate::wire::{self, Inbound};
 use crate::writer::{Writer, WsStream};
@@ -36,16 +38,18 @@ pub(crate) enum Ended {
 
 /// Runs an open link until it ends. Every send still waiting then fails at
 /// once (`link_closed`, or `write_failed: …` when a write broke the link).
-/// `label` names the link in log lines.
+/// `label` names the link in log lines; `ack_latency` hears each ack's
+/// latency.
 pub(crate) async fn run_open(
     ws: WsStream,
     label: &str,
     commands: &mut mpsc::Receiver<Batch>,
     shutdown: &mut watch::Receiver<bool>,
+    ack_latency: Option<AckObserver>,
 ) -> Ended {
     let (sink, mut source) = ws.split();
     let mut writer = Writer::new(sink);
-    let mut inflight = InFlight::default();
+    let mut inflight = InFlight::observing(ack_latency);
     let mut timer = pin!(sleep_until(Instant::now()));
     let mut armed: Option<Instant> = None;
     let mut pings =

@@ -7,6 +7,7 @@
 //!
 //! Pure bookkeeping, no I/O, so it is tested without a socket.
 
+use crate::config::AckObserver;
 use sluice_policy::SendResult;
 use std::collections::{BTreeMap, HashMap};
 use tokio::sync::oneshot;
@@ -25,14 +26,24 @@ struct Batch {
 /// Every unanswered send of one connection.
 #[derive(Default)]
 pub(crate) struct InFlight {
-    /// Send id → (batch, index in batch).
-    by_id: HashMap<String, (u64, usize)>,
+    /// Send id → (batch, index in batch, when it was queued: only kept while
+    /// someone observes ack latency).
+    by_id: HashMap<String, (u64, usize, Option<Instant>)>,
     /// Ordered so the next deadline and iteration are deterministic.
     batches: BTreeMap<u64, Batch>,
     next_batch: u64,
+    ack_latency: Option<AckObserver>,
 }
 
 impl InFlight {
+    /// Tells `observer` each acked send's time since `register`.
+    pub(crate) fn observing(observer: Option<AckObserver>) -> InFlight {
+        InFlight {
+            ack_latency: observer,
+            ..InFlight::default()
+        }
+    }
+
     /// Starts a batch of `len` sends; returns its handle.
     pub(crate) fn open_batch(&mut self, len: usize, deadline: Instant, reply: BatchReply) -> u64 {
         let batch = self.next_batch;
@@ -62,7 +73,8 @@ impl InFlight {
             );
             return false;
         }
-        self.by_id.insert(id, (batch, index));
+        let queued = self.ack_latency.as_ref().map(|_| Instant::now());
+        self.by_id.insert(id, (batch, index, queued));
         true
     }
 
@@ -70,7 +82,10 @@ impl InFlight {
     /// after a timeout, or an ack for another client).
     pub(crate) fn ack(&mut self, id: &str, result: SendResult) -> bool {
         match self.by_id.remove(id) {
-            Some((batch, index)) => {
+            Some((batch, index, queued)) => {
+                if let (Some(observer), Some(queued)) = (&self.ack_latency, queued) {
+                    (observer.0)(queued.elapsed());
+                }
                 self.settle(batch, index, result);
                 true
             }
@@ -103,7 +118,8 @@ impl InFlight {
         if expired.is_empty() {
             return;
         }
-        self.by_id.retain(|_, (batch, _)| !expired.contains(batch));
+        self.by_id
+            .retain(|_, (batch, _, _)| !expired.contains(batch));
         for batch in expired {
             self.fail_batch(batch, "ack_timeout");
         }

@@ -128,3 +128,24 @@ fn an_empty_batch_is_answered_at_once() {
         Vec::<SendResult>::new()
     );
 }
+
+#[test]
+fn the_ack_observer_hears_each_acked_send_and_no_timeout() {
+    let heard = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sink = std::sync::Arc::clone(&heard);
+    let observer = AckObserver(std::sync::Arc::new(move |elapsed| {
+        sink.lock().expect("not poisoned").push(elapsed);
+    }));
+    let mut inflight = InFlight::observing(Some(observer));
+    let start = Instant::now();
+    let _answer = batch_of(&mut inflight, &["a", "b"], start + Duration::from_secs(5));
+    std::thread::sleep(Duration::from_millis(5));
+    assert!(inflight.ack("a", accepted("m1")));
+    assert!(inflight.ack("b", SendResult::Rejected("Forbidden".to_string())));
+    let _late = batch_of(&mut inflight, &["c"], start);
+    inflight.expire(Instant::now());
+    let heard = heard.lock().expect("not poisoned");
+    assert_eq!(heard.len(), 2, "two acks, the timed-out send is not one");
+    assert!(heard.iter().all(|e| *e >= Duration::from_millis(5)));
+    assert!(heard.iter().all(|e| *e <= start.elapsed()));
+}

@@ -63,7 +63,14 @@ impl LinkTask {
             match opened {
                 Ok(ws) => {
                     self.tracker.opened();
-                    let ended = run_open(ws, &label, &mut self.commands, &mut self.shutdown).await;
+                    let ended = run_open(
+                        ws,
+                        &label,
+                        &mut self.commands,
+                        &mut self.shutdown,
+                        self.options.ack_latency.clone(),
+                    )
+                    .await;
                     match ended {
                         Ended::Shutdown => return,
                         Ended::Lost(reason) => self.tracker.lost(&reason),

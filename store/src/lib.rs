@@ -14,12 +14,14 @@
 //! - [`settle`]: applying outcomes, compare-and-set on the claim.
 //! - [`sweep`]: reclaim run-out leases, expire old rows, when work is next due.
 //! - [`report`]: the status report and the per-row look used by tests.
+//! - [`admin`]: the operator's commands: list, inspect, requeue, purge.
 //! - [`checkpoint`]: the background WAL checkpoint thread.
 //! - [`error`]: [`StoreError`], the one error type of this boundary.
 //!
 //! Not here: what to do with a row (the policy), sockets (links), the loop
 //! (host). Nothing here is async: every call is a short SQLite transaction.
 
+pub mod admin;
 pub mod checkpoint;
 pub mod claim;
 pub mod enqueue;
@@ -32,6 +34,10 @@ pub mod schema;
 pub mod settle;
 pub mod sweep;
 
+pub use admin::{
+    AdminError, Entry, Inspection, LIST_ROWS_MAX, ListFilter, PURGE_BATCH_ROWS, PurgeReport,
+    PurgeRequest, REQUEUE_ROWS_MAX, Refusal, RequeueReport, RequeueRequest, Requeued, Selection,
+};
 pub use checkpoint::{CHECKPOINT_INTERVAL, Checkpointer};
 pub use claim::CLAIM_ROWS_MAX;
 pub use enqueue::NewRow;

@@ -1,22 +1,30 @@
-//! The `sluice` command line: one file per subcommand.
+//! The `sluice` command line: one file per subcommand, and `logging` for the
+//! global `--log-format`.
 
 mod broker;
 mod enqueue;
+mod logging;
+mod outbox;
 mod policy;
 pub mod policy_check;
 mod replay;
 mod run;
+mod service;
 mod session;
 mod sim;
 mod status;
 
 use clap::{Parser, Subcommand};
+pub(crate) use logging::init_logging;
 use std::process::ExitCode;
 
 /// Drains a SQLite transactional outbox to a message broker.
 #[derive(Debug, Parser)]
 #[command(name = "sluice", version, about)]
 pub struct Cli {
+    /// How log lines on stderr are written: text, or one JSON object per line.
+    #[arg(long, global = true, value_enum, default_value_t = logging::LogFormat::Text)]
+    log_format: logging::LogFormat,
     #[command(subcommand)]
     command: Command,
 }
@@ -31,6 +39,8 @@ enum Command {
     Enqueue(enqueue::EnqueueArgs),
     /// Print counts per status, the oldest pending row's age and common errors.
     Status(status::StatusArgs),
+    /// List, inspect, requeue or purge outbox rows (safe while a drain runs).
+    Outbox(outbox::OutboxArgs),
     /// Run the project's test broker.
     Broker(broker::BrokerArgs),
     /// Replay a trace against a policy; with --diff, compare a candidate's decisions.
@@ -45,14 +55,18 @@ enum Command {
     Keygen(session::KeygenArgs),
     /// Load a policy into a running drainer, or check one offline.
     Policy(policy::PolicyArgs),
+    /// Write a systemd unit that runs `sluice run` for a config.
+    Service(service::ServiceArgs),
 }
 
 pub fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
+    logging::set_format(cli.log_format);
     match cli.command {
         Command::Run(args) => run::run(&args),
         Command::Demo(args) => run::demo(&args),
         Command::Enqueue(args) => enqueue::enqueue(&args),
         Command::Status(args) => status::status(&args),
+        Command::Outbox(args) => outbox::outbox(&args),
         Command::Broker(args) => broker::broker(&args),
         Command::Replay(args) => replay::replay_command(&args),
         Command::Trace(args) => replay::trace_command(&args),
@@ -60,16 +74,6 @@ pub fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Session(args) => session::session(&args),
         Command::Keygen(args) => session::keygen(&args),
         Command::Policy(args) => policy::policy(&args),
+        Command::Service(args) => service::service(&args),
     }
-}
-
-/// Logs to stderr; `RUST_LOG` overrides `default`.
-pub(crate) fn init_logging(default: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_target(false)
-        .try_init();
 }

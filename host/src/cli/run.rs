@@ -3,10 +3,13 @@
 use crate::config::Config;
 use crate::daemon::{Daemon, PolicyChoice, RunSummary};
 use crate::demo;
+use crate::metrics::{self, Metrics};
 use anyhow::Context as _;
 use clap::Args;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 #[derive(Debug, Args)]
 pub struct RunArgs {
@@ -30,6 +33,11 @@ pub struct RunArgs {
     /// replay clean (the --policy file's new versions, `sluice policy load`).
     #[arg(long, value_name = "DIR")]
     verify: Option<PathBuf>,
+    /// Serve Prometheus metrics at http://ADDRESS/metrics (e.g.
+    /// 127.0.0.1:9464). No TLS and no auth: keep it on loopback or a
+    /// private interface.
+    #[arg(long, value_name = "ADDRESS")]
+    metrics: Option<SocketAddr>,
 }
 
 #[derive(Debug, Args)]
@@ -51,13 +59,22 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
         (None, true) => PolicyChoice::Native,
         (None, false) => PolicyChoice::Embedded,
     };
-    let mut daemon = Daemon::start(
+    // Bound before the drain starts: a taken port fails the start.
+    let served = match args.metrics {
+        Some(address) => Some((metrics::bind(address)?, Arc::new(Metrics::new()))),
+        None => None,
+    };
+    let mut daemon = Daemon::start_observed(
         &config,
         &policy,
         args.exit_when_drained,
         args.record.as_deref(),
+        served.as_ref().map(|(_, metrics)| metrics.ack_observer()),
     )
     .with_context(|| format!("starting the drain of {}", config.outbox.display()))?;
+    if let Some((listener, metrics)) = served {
+        metrics.attach(&mut daemon, listener, &config.outbox)?;
+    }
     let meta = &daemon.meta;
     tracing::info!(target: "sluice", "policy {} {} ({}, sha256 {})", meta.name, meta.version, meta.source, meta.sha256);
     daemon.stop_on_signals();

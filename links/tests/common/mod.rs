@@ -74,6 +74,7 @@ pub fn link_options() -> LinkOptions {
         pid: 42,
         cwd: CWD.into(),
         channel: "sluice".into(),
+        ..LinkOptions::default()
     }
 }
 

@@ -5,12 +5,14 @@
 // A failed unwrap is a failed test.
 #![allow(clippy::unwrap_used)]
 
+mod admin;
 mod checkpoint;
 mod claim;
 mod common;
 mod concurrency;
 mod defects;
 mod enqueue;
+mod idempotent;
 mod open;
 mod report;
 mod settle;
