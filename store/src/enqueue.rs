@@ -109,26 +109,8 @@ impl Outbox {
         }
         self.write("enqueue", |tx, path| {
             let map = sqlite(path, "enqueue");
-            let mut insert = tx.prepare_cached(INSERT_SQL).map_err(&map)?;
             for row in rows {
-                insert
-                    .execute(params![
-                        row.id,
-                        row.client_message_id,
-                        row.request_fingerprint,
-                        row.payload,
-                        row.enqueued_at,
-                        row.next_attempt_at,
-                        row.mesh,
-                        row.target_spec,
-                        row.nonce,
-                        row.ciphertext,
-                        row.priority,
-                        row.sender_session_pubkey,
-                    ])
-                    .map_err(|e| {
-                        duplicate(&e, &row.id, &row.client_message_id).unwrap_or_else(|| map(e))
-                    })?;
+                insert(tx, row, &map)?;
             }
             Ok(count(rows.len()))
         })
@@ -182,25 +164,7 @@ fn accept_one(
         .optional()
         .map_err(&map)?;
     let Some((id, status, matches, broker_message_id)) = existing else {
-        tx.prepare_cached(INSERT_SQL)
-            .map_err(&map)?
-            .execute(params![
-                row.id,
-                row.client_message_id,
-                row.request_fingerprint,
-                row.payload,
-                row.enqueued_at,
-                row.next_attempt_at,
-                row.mesh,
-                row.target_spec,
-                row.nonce,
-                row.ciphertext,
-                row.priority,
-                row.sender_session_pubkey,
-            ])
-            .map_err(|e| {
-                duplicate(&e, &row.id, &row.client_message_id).unwrap_or_else(|| map(e))
-            })?;
+        insert(tx, row, &map)?;
         return Ok(EnqueueOutcome::Accepted(Accepted {
             id: row.id.clone(),
             client_message_id: row.client_message_id.clone(),
@@ -235,4 +199,31 @@ fn fingerprint_matches(stored: ValueRef<'_>, wanted: &[u8]) -> bool {
         ValueRef::Blob(bytes) | ValueRef::Text(bytes) => bytes == wanted,
         ValueRef::Null | ValueRef::Integer(_) | ValueRef::Real(_) => false,
     }
+}
+
+/// Inserts one row through the cached statement; a taken `id` or
+/// `client_message_id` is named in the error.
+fn insert(
+    tx: &Transaction<'_>,
+    row: &NewRow,
+    map: &impl Fn(rusqlite::Error) -> StoreError,
+) -> Result<(), StoreError> {
+    tx.prepare_cached(INSERT_SQL)
+        .map_err(map)?
+        .execute(params![
+            row.id,
+            row.client_message_id,
+            row.request_fingerprint,
+            row.payload,
+            row.enqueued_at,
+            row.next_attempt_at,
+            row.mesh,
+            row.target_spec,
+            row.nonce,
+            row.ciphertext,
+            row.priority,
+            row.sender_session_pubkey,
+        ])
+        .map_err(|e| duplicate(&e, &row.id, &row.client_message_id).unwrap_or_else(|| map(e)))?;
+    Ok(())
 }
