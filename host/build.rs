@@ -23,12 +23,12 @@ fn main() {
         .to_path_buf();
     for path in [
         "wit",
+        "Cargo.toml",
+        "Cargo.lock",
         "guest/src",
         "guest/Cargo.toml",
-        "guest/Cargo.lock",
         "guest-outage/src",
         "guest-outage/Cargo.toml",
-        "guest-outage/Cargo.lock",
         "policy/src",
         "policy/Cargo.toml",
         "outage/src",
@@ -86,20 +86,22 @@ fn main() {
     }
 }
 
-/// The guest crates: folder and the name of the `.wasm` cargo makes.
+/// The guest crates: package and the name of the `.wasm` cargo makes.
 struct Guest {
-    dir: &'static str,
+    package: &'static str,
     artifact: &'static str,
 }
 
 const DEFAULT_GUEST: Guest = Guest {
-    dir: "guest",
+    package: "sluice-guest",
     artifact: "sluice_guest.wasm",
 };
 const OUTAGE_GUEST: Guest = Guest {
-    dir: "guest-outage",
+    package: "sluice-guest-outage",
     artifact: "sluice_guest_outage.wasm",
 };
+/// The workspace profile the guests are built with (the root Cargo.toml).
+const PROFILE: &str = "guest";
 /// The outage-aware component's name next to the `sluice` binary.
 const OUTAGE_WASM_NAME: &str = "sluice-outage-aware.wasm";
 /// The default policy's name next to the `sluice` binary.
@@ -111,16 +113,25 @@ fn build_guest(root: &Path, guest: &Guest, target_dir: &Path, extra: &[&str]) ->
     let cargo = env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut command = Command::new(cargo);
     command
-        .args(["build", "--release", "--locked", "--target", TARGET])
+        .args([
+            "build",
+            "--locked",
+            "--profile",
+            PROFILE,
+            "--target",
+            TARGET,
+        ])
+        .args(["--package", guest.package])
         .args(extra)
         .arg("--manifest-path")
-        .arg(root.join(guest.dir).join("Cargo.toml"))
+        .arg(root.join("Cargo.toml"))
         .arg("--target-dir")
         .arg(target_dir);
     // Source paths end up in the component (panic locations): map them to
-    // fixed names so no local path leaks into it. The policy's sha256 still
-    // depends on the checkout folder (cargo hashes package paths into symbol
-    // names), which is why the golden traces are compared without it.
+    // fixed names so no local path leaks into it. With that, and with every
+    // crate of the guest inside its workspace (cargo then hashes package
+    // paths relative to the workspace root), the same source gives the same
+    // component, byte for byte, in any checkout folder.
     let mut flags = format!("--remap-path-prefix={}=/sluice", root.display());
     let cargo_home = env::var_os("CARGO_HOME")
         .or_else(|| env::var_os("HOME").map(|h| Path::new(&h).join(".cargo").into_os_string()));
@@ -152,13 +163,13 @@ fn build_guest(root: &Path, guest: &Guest, target_dir: &Path, extra: &[&str]) ->
     let _ = fs::write(&log, &output.stderr);
     if !output.status.success() {
         panic!(
-            "building the policy {}/ {extra:?} for {TARGET} failed; its output (also in {}):\n{}",
-            guest.dir,
+            "building the policy {} {extra:?} for {TARGET} failed; its output (also in {}):\n{}",
+            guest.package,
             log.display(),
             String::from_utf8_lossy(&output.stderr)
         );
     }
-    target_dir.join(TARGET).join("release").join(guest.artifact)
+    target_dir.join(TARGET).join(PROFILE).join(guest.artifact)
 }
 
 fn copy(from: &Path, to: &Path) {

@@ -209,3 +209,31 @@ fn status_of_a_missing_outbox_says_so_and_creates_nothing() {
     assert!(stderr(&out).contains("no outbox at"), "{}", stderr(&out));
     assert!(!setup.outbox.exists());
 }
+
+/// The README shows the demo's summary, hash included; the component is
+/// built reproducibly (host/build.rs), so the hash shown is the one every
+/// checkout of this source builds, wherever it was cloned. CI runs this in
+/// a fresh clone in another folder.
+#[test]
+fn readme_shows_the_hash_of_the_embedded_policy() {
+    use sha2::{Digest as _, Sha256};
+    let built = hex::encode(Sha256::digest(sluice::engine::DEFAULT_POLICY_WASM));
+    let readme_path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../README.md");
+    let readme = std::fs::read_to_string(&readme_path).expect("README.md");
+    let shown: Vec<&str> = readme
+        .lines()
+        .filter_map(|line| line.trim_start().strip_prefix("sha256 "))
+        .map(str::trim)
+        .collect();
+    assert!(
+        !shown.is_empty(),
+        "the README's demo summary has no `sha256` line"
+    );
+    for hash in shown {
+        assert_eq!(
+            hash, built,
+            "the README shows sha256 {hash}, the embedded policy is {built}: \
+             run `cargo run --release -- demo` and copy its summary into the README"
+        );
+    }
+}

@@ -37,7 +37,10 @@ thread_local! {
 
 impl Guest for OutagePolicy {
     fn info() -> PolicyInfo {
-        PolicyInfo { name: outage::POLICY_NAME.into(), version: outage::POLICY_VERSION.into() }
+        PolicyInfo {
+            name: outage::POLICY_NAME.into(),
+            version: outage::POLICY_VERSION.into(),
+        }
     }
 
     fn configure(settings: Vec<(String, String)>) -> Result<(), String> {

@@ -70,7 +70,13 @@ pub struct Faulty<W> {
 }
 
 impl<W: World> World for Faulty<W> {
-    fn claim_due(&mut self, now: i64, limit: u32, lease_ms: i64, skip: &policy::ClaimFilter) -> Result<Vec<policy::Row>, String> {
+    fn claim_due(
+        &mut self,
+        now: i64,
+        limit: u32,
+        lease_ms: i64,
+        skip: &policy::ClaimFilter,
+    ) -> Result<Vec<policy::Row>, String> {
         self.inner.claim_due(now, limit, lease_ms, skip)
     }
     fn settle(&mut self, mut outcomes: Vec<policy::Outcome>) -> Result<u32, String> {
@@ -82,7 +88,10 @@ impl<W: World> World for Faulty<W> {
                 for o in &mut outcomes {
                     if let policy::Verdict::Dead { reason } = &o.verdict {
                         let last_error = reason.clone();
-                        o.verdict = policy::Verdict::Retry { next_attempt_at: 0, last_error };
+                        o.verdict = policy::Verdict::Retry {
+                            next_attempt_at: 0,
+                            last_error,
+                        };
                     }
                 }
             }
@@ -108,11 +117,21 @@ impl<W: World> World for Faulty<W> {
     fn session_states(&mut self, pubkeys: Vec<String>) -> Vec<policy::SessionState> {
         self.inner.session_states(pubkeys)
     }
-    fn send_batch(&mut self, mut dispatches: Vec<policy::Dispatch>, ack_timeout_ms: u32) -> Vec<policy::SendResult> {
+    fn send_batch(
+        &mut self,
+        mut dispatches: Vec<policy::Dispatch>,
+        ack_timeout_ms: u32,
+    ) -> Vec<policy::SendResult> {
         match self.fault {
             Fault::TrapAfterClaim => panic!("fault: trap after claim"),
             Fault::SessionOverDaemon => {
-                let mesh = self.inner.mesh_links().into_iter().next().map(|l| l.slug).unwrap_or_default();
+                let mesh = self
+                    .inner
+                    .mesh_links()
+                    .into_iter()
+                    .next()
+                    .map(|l| l.slug)
+                    .unwrap_or_default();
                 for d in &mut dispatches {
                     if matches!(d.route, policy::Route::Session(_)) {
                         d.route = policy::Route::Daemon(mesh.clone());

@@ -15,7 +15,10 @@ pub(crate) fn install_panic_log() {
     static INSTALLED: std::sync::Once = std::sync::Once::new();
     INSTALLED.call_once(|| {
         std::panic::set_hook(Box::new(|info| {
-            let field = wit::Field { key: "err".into(), value: info.to_string() };
+            let field = wit::Field {
+                key: "err".into(),
+                value: info.to_string(),
+            };
             env::log(wit::Level::Error, "policy_panic", &[field]);
         }));
     });
@@ -25,8 +28,19 @@ pub(crate) fn install_panic_log() {
 pub(crate) struct Imports;
 
 impl policy::World for Imports {
-    fn claim_due(&mut self, now: i64, limit: u32, lease_ms: i64, skip: &policy::ClaimFilter) -> Result<Vec<policy::Row>, String> {
-        Ok(store::claim_due(now, limit, lease_ms, &filter_to_wit(skip))?.into_iter().map(row_from_wit).collect())
+    fn claim_due(
+        &mut self,
+        now: i64,
+        limit: u32,
+        lease_ms: i64,
+        skip: &policy::ClaimFilter,
+    ) -> Result<Vec<policy::Row>, String> {
+        Ok(
+            store::claim_due(now, limit, lease_ms, &filter_to_wit(skip))?
+                .into_iter()
+                .map(row_from_wit)
+                .collect(),
+        )
     }
 
     fn settle(&mut self, outcomes: Vec<policy::Outcome>) -> Result<u32, String> {
@@ -74,7 +88,11 @@ impl policy::World for Imports {
             .collect()
     }
 
-    fn send_batch(&mut self, dispatches: Vec<policy::Dispatch>, ack_timeout_ms: u32) -> Vec<policy::SendResult> {
+    fn send_batch(
+        &mut self,
+        dispatches: Vec<policy::Dispatch>,
+        ack_timeout_ms: u32,
+    ) -> Vec<policy::SendResult> {
         let dispatches: Vec<wit::Dispatch> = dispatches.into_iter().map(dispatch_to_wit).collect();
         links::send_batch(&dispatches, ack_timeout_ms)
             .into_iter()
@@ -101,13 +119,19 @@ impl policy::World for Imports {
             policy::Level::Warn => wit::Level::Warn,
             policy::Level::Error => wit::Level::Error,
         };
-        let fields: Vec<wit::Field> = fields.into_iter().map(|(key, value)| wit::Field { key, value }).collect();
+        let fields: Vec<wit::Field> = fields
+            .into_iter()
+            .map(|(key, value)| wit::Field { key, value })
+            .collect();
         env::log(level, event, &fields);
     }
 }
 
 fn filter_to_wit(f: &policy::ClaimFilter) -> wit::ClaimFilter {
-    wit::ClaimFilter { skip_meshes: f.skip_meshes.clone(), skip_unnamed: f.skip_unnamed }
+    wit::ClaimFilter {
+        skip_meshes: f.skip_meshes.clone(),
+        skip_unnamed: f.skip_unnamed,
+    }
 }
 
 fn row_from_wit(r: wit::Row) -> policy::Row {
@@ -147,16 +171,32 @@ fn dispatch_to_wit(d: policy::Dispatch) -> wit::Dispatch {
 
 fn outcome_to_wit(o: policy::Outcome) -> wit::Outcome {
     let verdict = match o.verdict {
-        policy::Verdict::Done { broker_message_id, delivered_at } => {
-            wit::Verdict::Done(wit::Delivery { broker_message_id, delivered_at })
-        }
+        policy::Verdict::Done {
+            broker_message_id,
+            delivered_at,
+        } => wit::Verdict::Done(wit::Delivery {
+            broker_message_id,
+            delivered_at,
+        }),
         policy::Verdict::Dead { reason } => wit::Verdict::Dead(reason),
-        policy::Verdict::Retry { next_attempt_at, last_error } => {
-            wit::Verdict::Retry(wit::RetryPlan { next_attempt_at, last_error })
-        }
-        policy::Verdict::Hold { next_attempt_at, last_error } => {
-            wit::Verdict::Hold(wit::HoldPlan { next_attempt_at, last_error })
-        }
+        policy::Verdict::Retry {
+            next_attempt_at,
+            last_error,
+        } => wit::Verdict::Retry(wit::RetryPlan {
+            next_attempt_at,
+            last_error,
+        }),
+        policy::Verdict::Hold {
+            next_attempt_at,
+            last_error,
+        } => wit::Verdict::Hold(wit::HoldPlan {
+            next_attempt_at,
+            last_error,
+        }),
     };
-    wit::Outcome { rowid: o.rowid, attempts: o.attempts, verdict }
+    wit::Outcome {
+        rowid: o.rowid,
+        attempts: o.attempts,
+        verdict,
+    }
 }

@@ -47,13 +47,17 @@ const NAME: &str = "sluice-faulty";
 
 impl Guest for DefaultPolicy {
     fn info() -> PolicyInfo {
-        PolicyInfo { name: NAME.into(), version: policy::POLICY_VERSION.into() }
+        PolicyInfo {
+            name: NAME.into(),
+            version: policy::POLICY_VERSION.into(),
+        }
     }
 
     fn configure(settings: Vec<(String, String)>) -> Result<(), String> {
         #[cfg(feature = "faults")]
         let settings = {
-            let (fault, rest): (Vec<_>, Vec<_>) = settings.into_iter().partition(|(k, _)| k == "fault");
+            let (fault, rest): (Vec<_>, Vec<_>) =
+                settings.into_iter().partition(|(k, _)| k == "fault");
             let fault = match fault.last() {
                 Some((_, value)) => faults::Fault::parse(value)?,
                 None => faults::Fault::None,
@@ -75,7 +79,14 @@ impl Guest for DefaultPolicy {
         let report = {
             let fault = FAULT.with(|f| f.get());
             fault.strike_early();
-            policy::tick(&mut faults::Faulty { inner: Imports, fault }, &settings, now)?
+            policy::tick(
+                &mut faults::Faulty {
+                    inner: Imports,
+                    fault,
+                },
+                &settings,
+                now,
+            )?
         };
         Ok(TickReport {
             claimed: report.claimed,
