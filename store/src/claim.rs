@@ -6,9 +6,11 @@
 //! with the rows (`settle`).
 //!
 //! Why one `UPDATE … WHERE rowid IN (SELECT … LIMIT) RETURNING`: the subquery
-//! walks the `outbox_due` index (status, next_attempt_at, enqueued_at) from
-//! its first due entry and stops after `limit` rows, so a claim costs the same
-//! at a backlog of a hundred or a million. Under `BEGIN IMMEDIATE` nobody else
+//! walks the `outbox_pending` index (status, next_attempt_at, and the rowid
+//! every index ends with) from its first due entry and stops after `limit`
+//! rows, so a claim costs the same at a backlog of a hundred or a million.
+//! Ties in `next_attempt_at` go by rowid, which is insertion order: the
+//! oldest enqueued first, without a second index to keep up to date. Under `BEGIN IMMEDIATE` nobody else
 //! can write between the pick and the update, so two drainers never claim the
 //! same row.
 
@@ -32,7 +34,7 @@ pub(crate) const CLAIM_SQL: &str = "UPDATE outbox
     WHERE rowid IN (
         SELECT rowid FROM outbox
         WHERE status = 'pending' AND next_attempt_at <= ?1
-        ORDER BY next_attempt_at, enqueued_at
+        ORDER BY next_attempt_at, rowid
         LIMIT ?3)
     RETURNING rowid, id, client_message_id, request_fingerprint, payload, enqueued_at, attempts,
         mesh, target_spec, nonce, ciphertext, priority, sender_session_pubkey";
@@ -49,7 +51,7 @@ pub(crate) const CLAIM_FILTERED_SQL: &str = "UPDATE outbox
             AND NOT (COALESCE(sender_session_pubkey, '') = ''
                 AND (mesh IN (SELECT value FROM json_each(?4))
                     OR (?5 AND COALESCE(mesh, '') = '')))
-        ORDER BY next_attempt_at, enqueued_at
+        ORDER BY next_attempt_at, rowid
         LIMIT ?3)
     RETURNING rowid, id, client_message_id, request_fingerprint, payload, enqueued_at, attempts,
         mesh, target_spec, nonce, ciphertext, priority, sender_session_pubkey";
@@ -185,7 +187,7 @@ mod tests {
         assert!(
             details
                 .iter()
-                .any(|d| d.contains("INDEX outbox_due (status=? AND next_attempt_at<?)")),
+                .any(|d| d.contains("INDEX outbox_pending (status=? AND next_attempt_at<?)")),
             "{details:?}"
         );
         assert!(

@@ -39,7 +39,11 @@ pub struct RowState {
 }
 
 const COUNTS_SQL: &str = "SELECT status, COUNT(*) FROM outbox GROUP BY status";
-const OLDEST_PENDING_SQL: &str = "SELECT MIN(enqueued_at) FROM outbox WHERE status = 'pending'";
+/// The first-inserted pending row's `enqueued_at`: its rowid is a walk of the
+/// `outbox_pending` index alone (rowids end every index entry); a
+/// `MIN(enqueued_at)` would read every pending row from the table.
+const OLDEST_PENDING_SQL: &str = "SELECT (SELECT enqueued_at FROM outbox
+    WHERE rowid = (SELECT MIN(rowid) FROM outbox WHERE status = 'pending'))";
 const TOP_ERRORS_SQL: &str = "SELECT last_error, COUNT(*) AS n FROM outbox
     WHERE status IN ('pending', 'inflight', 'dead') AND last_error IS NOT NULL
     GROUP BY last_error ORDER BY n DESC, last_error LIMIT ?1";

@@ -2,7 +2,7 @@
 //! when work is next due and how much is open.
 //!
 //! Owns: those four statements, each written so SQLite answers it from the
-//! `outbox_due` index. Not here: how often they run (the policy's tick).
+//! `outbox_pending` index. Not here: how often they run (the policy's tick).
 
 use crate::claim::skip_json;
 use crate::error::{StoreError, sqlite};

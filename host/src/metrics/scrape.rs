@@ -7,8 +7,8 @@
 //! drain feeds (`metrics`), HTTP (`serve`).
 //!
 //! Cheap by design: the counts per status are one `GROUP BY status` over the
-//! `outbox_due(status, …)` index, and the oldest pending row is found on the
-//! same index; no other row is read (no top errors).
+//! `outbox_pending(status, …)` index, and the oldest pending row is found on
+//! the same index; no other row is read (no top errors).
 
 use super::{LinkLabels, Metrics, PolicyLabels, StatusLabels};
 use crate::daemon::Daemon;

@@ -46,7 +46,7 @@ fn a_new_file_gets_the_full_table_its_indexes_and_wal_mode() {
     );
     assert_eq!(&columns[14..20], LATER_COLUMNS);
     assert_eq!(&columns[20..], AUDIT_COLUMNS.map(|(name, _)| name));
-    assert_eq!(indexes, ["outbox_due"]);
+    assert_eq!(indexes, ["outbox_pending"]);
     let mode: String = raw(&path)
         .query_row("PRAGMA journal_mode", [], |r| r.get(0))
         .unwrap();
@@ -97,7 +97,7 @@ fn an_old_outbox_gains_the_later_and_audit_columns_and_keeps_its_rows_claimable(
             .iter()
             .all(|c| columns.iter().any(|have| have == c))
     );
-    assert_eq!(indexes, ["outbox_due", "outbox_pending"]);
+    assert_eq!(indexes, ["outbox_pending"]);
 
     let claimed = outbox.claim_due(100, 10, LEASE_MS).unwrap();
     assert_eq!(ids(&claimed), ["old0", "old1", "old2"]);
@@ -205,4 +205,21 @@ fn a_file_in_a_missing_folder_is_an_open_error() {
         error.to_string().contains("check that its folder exists"),
         "{error}"
     );
+}
+
+/// Sluice's earlier second index cost every claim and settle; a file that
+/// has it loses it on open and keeps the producers' one.
+#[test]
+fn the_earlier_due_index_is_dropped_on_open() {
+    let (_dir, path) = temp_path();
+    drop(Outbox::open(&path).unwrap());
+    raw(&path)
+        .execute_batch("CREATE INDEX outbox_due ON outbox(status, next_attempt_at, enqueued_at);")
+        .unwrap();
+    assert_eq!(
+        columns_and_indexes(&path).1,
+        ["outbox_due", "outbox_pending"]
+    );
+    drop(Outbox::open(&path).unwrap());
+    assert_eq!(columns_and_indexes(&path).1, ["outbox_pending"]);
 }
