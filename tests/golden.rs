@@ -414,6 +414,28 @@ fn scenarios() -> Vec<Scenario> {
             )
         },
         Scenario {
+            settings: vec![("batch_rows", "2"), ("batch_rows_max", "8")],
+            ticks: 5,
+            ..base(
+                "claim_grows_while_full_and_shrinks_to_the_backlog",
+                (0..20)
+                    .map(|i| row(&format!("grow{i:02}"), "@bob"))
+                    .collect(),
+            )
+        },
+        Scenario {
+            settings: vec![("batch_rows", "2"), ("batch_rows_max", "8")],
+            answers: vec![("@gone", Answer::Fail("link_closed"))],
+            ticks: 5,
+            ..base(
+                "claim_halves_after_a_transport_failure",
+                (0..14)
+                    .map(|i| row(&format!("ok{i:02}"), "@bob"))
+                    .chain((0..12).map(|i| row(&format!("gone{i:02}"), "@gone")))
+                    .collect(),
+            )
+        },
+        Scenario {
             budget: Some((2, 600)),
             ticks: 6,
             ..base(

@@ -12,7 +12,8 @@ mod imports;
 
 use imports::{Imports, install_panic_log};
 use sluice_outage_policy as outage;
-use std::cell::RefCell;
+use sluice_policy::ClaimSize;
+use std::cell::{Cell, RefCell};
 
 /// The generated bindings: the only place with `unsafe` (the canonical ABI glue).
 #[allow(unsafe_code)]
@@ -31,8 +32,10 @@ use bindings::exports::sluice::drain::policy::{Guest, PolicyInfo, TickReport};
 struct OutagePolicy;
 
 thread_local! {
-    /// Configuration only: the policy keeps no other state between ticks.
     static SETTINGS: RefCell<outage::OutageSettings> = RefCell::new(outage::OutageSettings::default());
+    /// The claim size, carried from tick to tick (`sluice_policy::claim`):
+    /// the only state besides the configuration.
+    static CLAIM: Cell<ClaimSize> = Cell::new(ClaimSize::default());
 }
 
 impl Guest for OutagePolicy {
@@ -46,13 +49,16 @@ impl Guest for OutagePolicy {
     fn configure(settings: Vec<(String, String)>) -> Result<(), String> {
         let parsed = outage::OutageSettings::from_pairs(&settings).map_err(|e| e.0)?;
         SETTINGS.with(|s| *s.borrow_mut() = parsed);
+        CLAIM.with(|c| c.set(ClaimSize::default()));
         Ok(())
     }
 
     fn tick(now: i64) -> Result<TickReport, String> {
         install_panic_log();
         let settings = SETTINGS.with(|s| s.borrow().clone());
-        let report = outage::tick(&mut Imports, &settings, now)?;
+        let mut claim = CLAIM.with(Cell::get);
+        let report = outage::tick(&mut Imports, &settings, &mut claim, now)?;
+        CLAIM.with(|c| c.set(claim));
         Ok(TickReport {
             claimed: report.claimed,
             done: report.done,

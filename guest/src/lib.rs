@@ -11,7 +11,7 @@ mod imports;
 use imports::{Imports, install_panic_log};
 
 use sluice_policy as policy;
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 
 /// The generated bindings: the only place with `unsafe` (the canonical ABI glue).
 #[allow(unsafe_code)]
@@ -30,8 +30,10 @@ use bindings::exports::sluice::drain::policy::{Guest, PolicyInfo, TickReport};
 struct DefaultPolicy;
 
 thread_local! {
-    /// Configuration only: the policy keeps no other state between ticks.
     static SETTINGS: RefCell<policy::Settings> = RefCell::new(policy::Settings::default());
+    /// The claim size, carried from tick to tick (`sluice_policy::claim`):
+    /// the only state besides the configuration.
+    static CLAIM: Cell<policy::ClaimSize> = Cell::new(policy::ClaimSize::default());
 }
 
 #[cfg(feature = "faults")]
@@ -67,14 +69,16 @@ impl Guest for DefaultPolicy {
         };
         let parsed = policy::Settings::from_pairs(&settings).map_err(|e| e.0)?;
         SETTINGS.with(|s| *s.borrow_mut() = parsed);
+        CLAIM.with(|c| c.set(policy::ClaimSize::default()));
         Ok(())
     }
 
     fn tick(now: i64) -> Result<TickReport, String> {
         install_panic_log();
         let settings = SETTINGS.with(|s| s.borrow().clone());
+        let mut claim = CLAIM.with(Cell::get);
         #[cfg(not(feature = "faults"))]
-        let report = policy::tick(&mut Imports, &settings, now)?;
+        let report = policy::tick(&mut Imports, &settings, &mut claim, now)?;
         #[cfg(feature = "faults")]
         let report = {
             let fault = FAULT.with(|f| f.get());
@@ -85,9 +89,11 @@ impl Guest for DefaultPolicy {
                     fault,
                 },
                 &settings,
+                &mut claim,
                 now,
             )?
         };
+        CLAIM.with(|c| c.set(claim));
         Ok(TickReport {
             claimed: report.claimed,
             done: report.done,

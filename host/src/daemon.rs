@@ -162,6 +162,7 @@ impl Daemon {
                     world: Box::new(world),
                     settings: Settings::from_pairs(&config.policy)
                         .map_err(|e| anyhow::anyhow!(e.0))?,
+                    claim: sluice_policy::ClaimSize::default(),
                 },
             };
             let options = DrainOptions {

@@ -5,7 +5,7 @@
 
 use crate::engine::{LoadError, PolicyEngine, PolicyRunner, TickError};
 use crate::trace::{Recorder, TickResult};
-use sluice_policy::{Settings, TickReport, World};
+use sluice_policy::{ClaimSize, Settings, TickReport, World};
 
 /// A policy bound to its world.
 pub enum Runner<W: World + Send + 'static> {
@@ -16,6 +16,8 @@ pub enum Runner<W: World + Send + 'static> {
     Native {
         world: Box<Recorder<W>>,
         settings: Settings,
+        /// Carried from tick to tick, as the component carries its own.
+        claim: ClaimSize,
     },
 }
 
@@ -25,8 +27,12 @@ impl<W: World + Send + 'static> Runner<W> {
         self.recorder().begin_tick(now);
         let result = match self {
             Runner::Component(runner) => runner.tick(now),
-            Runner::Native { world, settings } => {
-                sluice_policy::tick(world.as_mut(), settings, now).map_err(TickError::Policy)
+            Runner::Native {
+                world,
+                settings,
+                claim,
+            } => {
+                sluice_policy::tick(world.as_mut(), settings, claim, now).map_err(TickError::Policy)
             }
         };
         self.recorder().end_tick(TickResult::of(&result));

@@ -9,16 +9,17 @@
 
 use crate::rules::OutageRules;
 use crate::settings::OutageSettings;
-use sluice_policy::{TickReport, TimestampMs, World, tick_with};
+use sluice_policy::{ClaimSize, TickReport, TimestampMs, World, tick_with};
 
-/// Runs one tick against `world`.
+/// Runs one tick against `world`; `claim` is carried from tick to tick.
 pub fn tick<W: World>(
     world: &mut W,
     settings: &OutageSettings,
+    claim: &mut ClaimSize,
     now: TimestampMs,
 ) -> Result<TickReport, String> {
     let rules = OutageRules {
         recheck_ms: settings.outage_recheck_ms,
     };
-    tick_with(world, &settings.policy, now, &rules)
+    tick_with(world, &settings.policy, claim, now, &rules)
 }

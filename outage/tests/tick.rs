@@ -3,7 +3,8 @@
 
 use sluice_outage_policy::{OutageSettings, tick};
 use sluice_policy::{
-    ClaimFilter, Dispatch, Level, MeshLink, Outcome, Row, SendResult, SessionState, Verdict, World,
+    ClaimFilter, ClaimSize, Dispatch, Level, MeshLink, Outcome, Row, SendResult, SessionState,
+    Verdict, World,
 };
 
 const NOW: i64 = 1_767_225_600_000;
@@ -144,7 +145,7 @@ fn a_link_that_drops_mid_batch_holds_its_rows_to_one_shared_time() {
         ],
         ..Script::default()
     };
-    let report = tick(&mut world, &settings(), NOW).unwrap();
+    let report = tick(&mut world, &settings(), &mut ClaimSize::default(), NOW).unwrap();
     let recheck = NOW + 2_000;
     assert_eq!(verdict(&world, 1), &held_until(recheck, "link_closed"));
     assert_eq!(verdict(&world, 2), &held_until(recheck, "link_not_open"));
@@ -196,7 +197,7 @@ fn session_rows_of_a_connecting_link_are_held_quietly_and_not_sent() {
         results: vec![SendResult::Accepted("m4".into())],
         ..Script::default()
     };
-    let report = tick(&mut world, &settings(), NOW).unwrap();
+    let report = tick(&mut world, &settings(), &mut ClaimSize::default(), NOW).unwrap();
     let recheck = NOW + 2_000;
     assert_eq!(
         verdict(&world, 1),
@@ -228,7 +229,7 @@ fn the_claim_still_skips_a_down_mesh_and_the_recheck_period_is_a_setting() {
         results: vec![SendResult::Failed("link_closed".into())],
         ..Script::default()
     };
-    tick(&mut world, &settings, NOW).unwrap();
+    tick(&mut world, &settings, &mut ClaimSize::default(), NOW).unwrap();
     assert_eq!(world.skip[0].skip_meshes, vec!["down".to_string()]);
     assert_eq!(verdict(&world, 1), &held_until(NOW + 500, "link_closed"));
 }

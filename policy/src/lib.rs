@@ -5,12 +5,14 @@
 //! - [`classify`]: the one error classifier for both link kinds.
 //! - [`rules`]: the per-row decisions, free of I/O.
 //! - [`pace`]: spending each member's send budget, free of I/O.
+//! - [`claim`]: how many rows a tick claims, adapted tick to tick, free of I/O.
 //! - [`tick`]: one tick, wiring the rules to a [`World`]; its [`Rules`] hooks
 //!   let another policy change a rule and keep the rest.
 //!
 //! `guest/` binds this crate to the component model; the host links it
 //! natively as the baseline of the benchmark. Both run the same code.
 
+pub mod claim;
 pub mod classify;
 pub mod pace;
 pub mod rules;
@@ -21,6 +23,7 @@ pub mod types;
 #[cfg(feature = "serde")]
 mod bytes;
 
+pub use claim::ClaimSize;
 pub use settings::{SettingError, Settings};
 pub use tick::{DefaultRules, Rules, tick, tick_with};
 pub use types::*;

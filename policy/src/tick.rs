@@ -1,17 +1,19 @@
 //! One tick of the default policy: the only place the rules meet the imports.
 //!
 //! Order: reclaim run-out leases, look at the links and budgets, claim a
-//! batch (leaving alone daemon rows whose link is down or whose budget is
-//! spent), decide every row, spend each member's budget by priority and hold
+//! batch of the size `claim` carries from the last tick (leaving alone
+//! daemon rows whose link is down or whose budget is spent), decide every row, spend each member's budget by priority and hold
 //! back the rest, send all dispatches in one call, judge the results, settle
 //! everything in one call, sweep expired rows when the backlog is drained,
-//! and report when a row is next due.
+//! report when a row is next due, and size the next claim by what this
+//! tick saw.
 //!
 //! The per-row rules are [`Rules`] hooks: [`DefaultRules`] are the default
 //! policy's (`rules::decide`, `rules::retry`, `rules::judge`), and another
 //! policy built on this crate overrides only the ones it changes and runs
 //! the same tick with [`tick_with`].
 
+use crate::claim::{ClaimSize, Seen};
 use crate::classify::is_rate_limit;
 use crate::pace::{Pacer, claim_filter, next_budget_at};
 use crate::rules::{Decision, LEGACY_NONCE_BYTES, LogLine, View, decide, judge, retry, route_mesh};
@@ -66,19 +68,22 @@ pub struct DefaultRules;
 
 impl Rules for DefaultRules {}
 
-/// Runs one tick of the default policy against `world`.
+/// Runs one tick of the default policy against `world`; `claim` is the
+/// loop's claim size, carried from tick to tick.
 pub fn tick<W: World>(
     world: &mut W,
     settings: &Settings,
+    claim: &mut ClaimSize,
     now: TimestampMs,
 ) -> Result<TickReport, String> {
-    tick_with(world, settings, now, &DefaultRules)
+    tick_with(world, settings, claim, now, &DefaultRules)
 }
 
 /// Runs one tick against `world` with `rules` for the per-row decisions.
 pub fn tick_with<W: World, R: Rules + ?Sized>(
     world: &mut W,
     settings: &Settings,
+    claim: &mut ClaimSize,
     now: TimestampMs,
     rules: &R,
 ) -> Result<TickReport, String> {
@@ -88,12 +93,21 @@ pub fn tick_with<W: World, R: Rules + ?Sized>(
     };
     let links = world.mesh_links();
     let skip = claim_filter(&links);
-    let rows = world.claim_due(now, settings.batch_rows, settings.lease_ms, &skip)?;
+    let limit = claim.rows(settings);
+    let rows = world.claim_due(now, limit, settings.lease_ms, &skip)?;
     report.claimed = count(rows.len());
-    report.more_due = report.claimed >= settings.batch_rows;
+    report.more_due = report.claimed >= limit;
+    let mut seen = Seen {
+        limit,
+        claimed: report.claimed,
+        troubled: false,
+        took_ms: 0,
+    };
 
     if !rows.is_empty() {
-        let outcomes = drain_rows(world, settings, now, &rows, &links, rules);
+        let (outcomes, pressure) = drain_rows(world, settings, now, &rows, &links, rules);
+        seen.troubled = pressure.troubled;
+        seen.took_ms = pressure.answered_at.saturating_sub(now);
         for outcome in &outcomes {
             match outcome.verdict {
                 Verdict::Done { .. } => report.done += 1,
@@ -104,6 +118,7 @@ pub fn tick_with<W: World, R: Rules + ?Sized>(
         }
         world.settle(outcomes)?;
     }
+    claim.observe(seen, settings);
 
     // While claims come back full, expiry happens lazily as rows are claimed;
     // the sweep (which reads every pending row) waits for a drained backlog.
@@ -123,6 +138,14 @@ pub fn tick_with<W: World, R: Rules + ?Sized>(
     Ok(report)
 }
 
+/// What a batch's sends said about the load the links can take.
+struct Pressure {
+    /// A transport failure, a rate refusal, or a row held for the budget.
+    troubled: bool,
+    /// When the sends had all been answered.
+    answered_at: TimestampMs,
+}
+
 /// Decides, paces, sends and judges the claimed rows; one outcome per row,
 /// in order.
 fn drain_rows<W: World, R: Rules + ?Sized>(
@@ -132,7 +155,7 @@ fn drain_rows<W: World, R: Rules + ?Sized>(
     rows: &[Row],
     links: &[MeshLink],
     rules: &R,
-) -> Vec<Outcome> {
+) -> (Vec<Outcome>, Pressure) {
     let meshes: Vec<String> = links.iter().map(|l| l.slug.clone()).collect();
     let sessions = session_states(world, rows);
     let view = View {
@@ -182,16 +205,20 @@ fn drain_rows<W: World, R: Rules + ?Sized>(
 
     let mut failures: BTreeMap<(String, String), (u32, String)> = BTreeMap::new();
     let mut throttled: BTreeSet<String> = BTreeSet::new();
+    // Rows the budget turned back after the send was asked for.
+    let mut held_after = 0u32;
     let mut outcomes = Vec::with_capacity(rows.len());
     for (i, (row, decision)) in rows.iter().zip(decisions).enumerate() {
         let (verdict, log) = match decision {
             Decision::Send(_) if held.contains_key(&i) => (hold(held[&i], None), None),
             Decision::Send(sent) => match results.next() {
                 Some(SendResult::Failed(error)) if error == RATE_BUDGET_EMPTY => {
+                    held_after += 1;
                     let mesh = budget_mesh(row, &meshes);
                     (hold(pacer.slot(&mesh, after), None), None)
                 }
                 Some(SendResult::Rejected(error)) if is_rate_limit(&error) => {
+                    held_after += 1;
                     let mesh = budget_mesh(row, &meshes);
                     if throttled.insert(mesh.clone()) {
                         world.throttle(&mesh);
@@ -231,6 +258,7 @@ fn drain_rows<W: World, R: Rules + ?Sized>(
             verdict,
         });
     }
+    let failed = !failures.is_empty();
     // One line per link and error, not one per row: a link that went down
     // under a full batch writes one line a tick.
     for ((link, error), (rows, first_id)) in failures {
@@ -247,7 +275,11 @@ fn drain_rows<W: World, R: Rules + ?Sized>(
         let fields = vec![("mesh".to_string(), meshes.join(","))];
         world.log(Level::Info, "drain_rate_limited", fields);
     }
-    outcomes
+    let pressure = Pressure {
+        troubled: !held.is_empty() || failed || held_after > 0,
+        answered_at: after,
+    };
+    (outcomes, pressure)
 }
 
 fn hold(next_attempt_at: TimestampMs, last_error: Option<String>) -> Verdict {

@@ -7,8 +7,8 @@
 use proptest::prelude::*;
 use sluice_policy::rules::{Decision, View, decide, judge};
 use sluice_policy::{
-    ClaimFilter, Dispatch, Level, MeshLink, Outcome, Route, Row, SendResult, SessionState,
-    Settings, TickReport, Verdict, World, tick,
+    ClaimFilter, ClaimSize, Dispatch, Level, MeshLink, Outcome, Route, Row, SendResult,
+    SessionState, Settings, TickReport, Verdict, World, tick,
 };
 
 const NOW: i64 = 1_767_225_600_000;
@@ -152,7 +152,7 @@ proptest! {
         let rows: Vec<Row> = rows.into_iter().enumerate().map(|(i, r)| Row { rowid: i as i64 + 1, ..r }).collect();
         let s = settings(&[("batch_rows", batch_rows.to_string())]);
         let mut world = Memory { due: rows, meshes, states, results, tokens, ..Memory::default() };
-        let report = tick(&mut world, &s, NOW).unwrap();
+        let report = tick(&mut world, &s, &mut ClaimSize::default(), NOW).unwrap();
         prop_assert!(world.settles.len() <= 1, "one settle per tick, got {}", world.settles.len());
         let outcomes: Vec<Outcome> = world.settles.concat();
         let claimed: Vec<(i64, u32)> = world.claimed.iter().map(|r| (r.rowid, r.attempts)).collect();

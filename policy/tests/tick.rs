@@ -2,8 +2,8 @@
 //! what order, and what it settles.
 
 use sluice_policy::{
-    ClaimFilter, Dispatch, Level, MeshLink, Outcome, RATE_BUDGET_EMPTY, Route, Row, SendResult,
-    SessionState, Settings, Verdict, World, tick,
+    ClaimFilter, ClaimSize, Dispatch, Level, MeshLink, Outcome, RATE_BUDGET_EMPTY, Route, Row,
+    SendResult, SessionState, Settings, Verdict, World, tick,
 };
 
 const NOW: i64 = 1_767_225_600_000;
@@ -128,7 +128,13 @@ fn one_tick_claims_sends_once_and_settles_once() {
         ],
         ..Script::default()
     };
-    let report = tick(&mut world, &Settings::default(), NOW).unwrap();
+    let report = tick(
+        &mut world,
+        &Settings::default(),
+        &mut ClaimSize::default(),
+        NOW,
+    )
+    .unwrap();
     assert_eq!(
         world.calls,
         [
@@ -231,7 +237,7 @@ fn full_claim_reports_more_due_and_skips_the_expiry_sweep() {
         ],
         ..Script::default()
     };
-    let report = tick(&mut world, &settings, NOW).unwrap();
+    let report = tick(&mut world, &settings, &mut ClaimSize::default(), NOW).unwrap();
     assert!(report.more_due);
     assert!(!world.calls.iter().any(|c| c.starts_with("expire")));
 }
@@ -242,7 +248,13 @@ fn empty_claim_sends_nothing_and_logs_expired_rows() {
         expired: 3,
         ..Script::default()
     };
-    let report = tick(&mut world, &Settings::default(), NOW).unwrap();
+    let report = tick(
+        &mut world,
+        &Settings::default(),
+        &mut ClaimSize::default(),
+        NOW,
+    )
+    .unwrap();
     assert_eq!(report.expired, 3);
     assert!(
         !world
@@ -260,7 +272,13 @@ fn missing_results_retry_rather_than_lose_rows() {
         meshes: vec![mesh("a", 10)],
         ..Script::default()
     };
-    tick(&mut world, &Settings::default(), NOW).unwrap();
+    tick(
+        &mut world,
+        &Settings::default(),
+        &mut ClaimSize::default(),
+        NOW,
+    )
+    .unwrap();
     assert!(world.settled.iter().all(|o| matches!(&o.verdict, Verdict::Retry { last_error, .. } if last_error == "host_returned_no_result")));
 }
 
@@ -284,7 +302,13 @@ fn a_spent_budget_sends_priority_now_first_and_holds_the_rest_one_token_apart() 
         ],
         ..Script::default()
     };
-    let report = tick(&mut world, &Settings::default(), NOW).unwrap();
+    let report = tick(
+        &mut world,
+        &Settings::default(),
+        &mut ClaimSize::default(),
+        NOW,
+    )
+    .unwrap();
     assert_eq!(
         world.sent.iter().map(|d| d.rowid).collect::<Vec<_>>(),
         [3, 4]
@@ -314,7 +338,13 @@ fn a_down_or_spent_mesh_is_left_unclaimed_and_wakes_the_loop_at_its_next_token()
         meshes: vec![mesh("a", 3), down, mesh("spent", 0)],
         ..Script::default()
     };
-    let report = tick(&mut world, &Settings::default(), NOW).unwrap();
+    let report = tick(
+        &mut world,
+        &Settings::default(),
+        &mut ClaimSize::default(),
+        NOW,
+    )
+    .unwrap();
     assert!(
         world.calls.contains(&format!(
             r#"claim_due({NOW},32,30000,skip=["down", "spent"])"#
@@ -331,7 +361,13 @@ fn a_down_or_spent_mesh_is_left_unclaimed_and_wakes_the_loop_at_its_next_token()
         }],
         ..Script::default()
     };
-    tick(&mut single, &Settings::default(), NOW).unwrap();
+    tick(
+        &mut single,
+        &Settings::default(),
+        &mut ClaimSize::default(),
+        NOW,
+    )
+    .unwrap();
     assert!(single.calls[2].ends_with(r#"skip=["only"]+unnamed)"#));
 }
 
@@ -348,7 +384,13 @@ fn a_send_over_budget_is_held_without_an_attempt_and_link_failures_log_once() {
         ],
         ..Script::default()
     };
-    let report = tick(&mut world, &Settings::default(), NOW).unwrap();
+    let report = tick(
+        &mut world,
+        &Settings::default(),
+        &mut ClaimSize::default(),
+        NOW,
+    )
+    .unwrap();
     assert!(matches!(
         world.settled[0].verdict,
         Verdict::Hold {

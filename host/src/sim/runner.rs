@@ -131,6 +131,7 @@ pub fn bind(
         SimPolicy::Native(_) => Runner::Native {
             world: Box::new(world),
             settings,
+            claim: sluice_policy::ClaimSize::default(),
         },
     })
 }
