@@ -119,12 +119,12 @@ impl World for HostWorld {
             .mesh_budgets()
             .into_iter()
             .map(|budget| {
-                let unlimited = budget.per_minute == 0;
                 let wait = i64::try_from(budget.next_token_in.as_millis()).unwrap_or(i64::MAX);
                 MeshLink {
                     slug: budget.slug,
                     open: budget.state == LinkState::Open,
-                    tokens: if unlimited { u32::MAX } else { budget.tokens },
+                    // u32::MAX for an unlimited member (0 while it pauses).
+                    tokens: budget.tokens,
                     next_token_at: now.saturating_add(wait),
                     per_minute: budget.per_minute,
                 }

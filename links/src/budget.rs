@@ -28,13 +28,20 @@ const NANOS_PER_MILLI: u128 = 1_000_000;
 /// on it looks again once a minute instead of overflowing a deadline.
 pub const REFILL_WAIT_MAX: Duration = Duration::from_secs(60);
 
+/// How long a member configured as unlimited (`per_minute` 0) sends nothing
+/// after the broker refused it for its rate anyway: about what the real
+/// broker takes to refill a token. Without it every due row would be sent and
+/// refused in turn, as fast as the drain can claim them.
+pub const UNLIMITED_REFUSED_PAUSE: Duration = Duration::from_secs(1);
+
 /// One member's send budget on one broker, as the host sees it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct MeshBudget {
     pub slug: String,
     /// The state of the mesh's daemon link.
     pub state: LinkState,
-    /// Whole tokens now.
+    /// Whole tokens now; `u32::MAX` for an unlimited member (unless paused
+    /// after a refusal: then 0).
     pub tokens: u32,
     /// Time until the next whole token, rounded up to the millisecond (a send
     /// a hair early would be rejected); `ZERO` when `tokens >= 1`.
@@ -52,6 +59,8 @@ pub struct TokenBucket {
     units: u128,
     /// When `units` was last brought up to date.
     at: Instant,
+    /// An unlimited bucket the broker refused anyway sends nothing before this.
+    paused_until: Option<Instant>,
 }
 
 impl TokenBucket {
@@ -62,6 +71,7 @@ impl TokenBucket {
             burst,
             units: u128::from(burst) * UNITS_PER_TOKEN,
             at: now,
+            paused_until: None,
         }
     }
 
@@ -86,10 +96,23 @@ impl TokenBucket {
     }
 
     /// The broker said the bucket is empty (a `rate_limit` rejection): it is,
-    /// now, whatever the mirror thought.
+    /// now, whatever the mirror thought. A bucket without a refill rate (the
+    /// member was configured as unlimited, wrongly) pauses for
+    /// `UNLIMITED_REFUSED_PAUSE` instead.
     pub fn empty(&mut self, now: Instant) {
+        if self.per_minute == 0 {
+            self.paused_until = Some(now + UNLIMITED_REFUSED_PAUSE);
+            return;
+        }
         self.refill(now);
         self.units = 0;
+    }
+
+    /// For a bucket without a refill rate: how long it still pauses after a
+    /// refusal (`ZERO`: it may send).
+    pub fn paused_for(&self, now: Instant) -> Duration {
+        self.paused_until
+            .map_or(Duration::ZERO, |until| until.saturating_duration_since(now))
     }
 
     /// Whole tokens now.
@@ -152,17 +175,26 @@ impl Budget {
     pub(crate) fn take_one(&self) -> bool {
         let now = now();
         let mut bucket = self.lock();
-        bucket.per_minute() == 0 || bucket.take(now)
+        if bucket.per_minute() == 0 {
+            return bucket.paused_for(now).is_zero();
+        }
+        bucket.take(now)
     }
 
     pub(crate) fn empty(&self) {
         self.lock().empty(now());
     }
 
-    /// `(tokens, next_token_in, per_minute, burst)` now.
+    /// `(tokens, next_token_in, per_minute, burst)` now; an unlimited
+    /// bucket has `u32::MAX` tokens, or none while paused.
     pub(crate) fn read(&self) -> (u32, Duration, u32, u32) {
         let now = now();
         let mut bucket = self.lock();
+        if bucket.per_minute() == 0 {
+            let paused = bucket.paused_for(now);
+            let tokens = if paused.is_zero() { u32::MAX } else { 0 };
+            return (tokens, paused, 0, bucket.burst());
+        }
         let tokens = bucket.tokens(now);
         let next = bucket.next_token_in(now);
         (tokens, next, bucket.per_minute(), bucket.burst())

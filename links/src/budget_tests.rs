@@ -120,3 +120,33 @@ fn huge_limits_and_long_gaps_do_not_overflow() {
     assert_eq!(bucket.tokens(far), u32::MAX);
     assert_eq!(bucket.next_token_in(far), Duration::ZERO);
 }
+
+#[test]
+fn an_unlimited_bucket_the_broker_refused_pauses_then_sends_again() {
+    let t0 = Instant::now();
+    let mut bucket = TokenBucket::new(0, 0, t0);
+    assert_eq!(bucket.paused_for(t0), Duration::ZERO);
+    bucket.empty(t0);
+    assert_eq!(bucket.paused_for(t0), UNLIMITED_REFUSED_PAUSE);
+    let half = t0 + UNLIMITED_REFUSED_PAUSE / 2;
+    assert_eq!(bucket.paused_for(half), UNLIMITED_REFUSED_PAUSE / 2);
+    assert_eq!(
+        bucket.paused_for(t0 + UNLIMITED_REFUSED_PAUSE),
+        Duration::ZERO
+    );
+}
+
+#[test]
+fn a_paused_unlimited_budget_refuses_sends_and_reads_empty() {
+    let budget = Budget::new(0, 0);
+    assert!(budget.take_one());
+    assert_eq!(budget.read().0, u32::MAX);
+    budget.empty();
+    assert!(!budget.take_one());
+    let (tokens, wait, per_minute, _) = budget.read();
+    assert_eq!((tokens, per_minute), (0, 0));
+    assert!(
+        wait > Duration::ZERO && wait <= UNLIMITED_REFUSED_PAUSE,
+        "{wait:?}"
+    );
+}

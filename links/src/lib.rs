@@ -50,7 +50,7 @@ pub use broker::{
     Broker, BrokerOptions, BrokerStats, Member, MembersError, OptionError, Peer, RateLimit,
     RefusalCode, SentFrame, load_members, self_signed_localhost,
 };
-pub use budget::{MeshBudget, REFILL_WAIT_MAX, TokenBucket};
+pub use budget::{MeshBudget, REFILL_WAIT_MAX, TokenBucket, UNLIMITED_REFUSED_PAUSE};
 pub use config::{
     ACK_TIMEOUT_MAX, ATTESTATION_TTL_DEFAULT, ATTESTATION_TTL_MAX, AckObserver, CONNECT_TIMEOUT,
     HELLO_TIMEOUT, LINK_COMMANDS_MAX, LINK_PING_INTERVAL, LINK_SILENCE_MAX, LinkOptions, LinkState,

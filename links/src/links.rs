@@ -6,7 +6,7 @@
 //! routing a batch (`route`), sockets (`link`, `connection`), nor any
 //! judgement of a result: the policy classifies, the host only reports.
 
-use crate::budget::{Budget, MeshBudget};
+use crate::budget::{Budget, MeshBudget, UNLIMITED_REFUSED_PAUSE};
 use crate::config::{ACK_TIMEOUT_MAX, LinkOptions, LinkState, MeshConfig, SessionLinkConfig};
 use crate::handle::{LinkHandle, LinkPlan, Shared, spawn_link};
 use crate::hello::Greeting;
@@ -14,6 +14,7 @@ use crate::report::LinkReport;
 use crate::sessions::Sessions;
 use crate::tls::Tls;
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 use tokio::sync::watch;
@@ -47,6 +48,8 @@ pub(crate) struct Daemon {
     pub mesh: Arc<MeshConfig>,
     pub tls: Tls,
     pub budget: Budget,
+    /// Set once the misconfigured-unlimited warning was logged.
+    pub warned_unlimited: AtomicBool,
 }
 
 impl Inner {
@@ -102,6 +105,7 @@ impl Links {
                 mesh,
                 tls,
                 budget,
+                warned_unlimited: AtomicBool::new(false),
             });
         }
         let links = Links {
@@ -162,7 +166,18 @@ impl Links {
     /// rejection): the mirror drops to zero tokens now.
     pub fn throttle(&self, slug: &str) {
         match self.inner.daemon(slug) {
-            Some(daemon) => daemon.budget.empty(),
+            Some(daemon) => {
+                daemon.budget.empty();
+                if daemon.mesh.rate_limit_per_minute == 0
+                    && !daemon.warned_unlimited.swap(true, Ordering::Relaxed)
+                {
+                    tracing::warn!(
+                        target: "sluice",
+                        mesh = slug,
+                        "the broker refused this member for its send rate, but the config says rate_limit_per_minute = 0 (no limit): sends pause {UNLIMITED_REFUSED_PAUSE:?} after each refusal. Fix: set rate_limit_per_minute and rate_limit_burst to the broker's (the claudemesh broker's are 60 and 10) so the drain paces itself"
+                    );
+                }
+            }
             None => {
                 tracing::debug!(target: "sluice", mesh = slug, "throttle for a mesh with no link")
             }

@@ -53,6 +53,10 @@ pub struct BrokerArgs {
     /// Answer session_hello with unknown_message_type, like a broker without sessions.
     #[arg(long)]
     no_sessions: bool,
+    /// Keep counts only, no record of each message: memory stays flat over
+    /// millions of sends (benchmarks).
+    #[arg(long)]
+    forget_messages: bool,
     /// Reject sends to TARGET permanently: TARGET or TARGET=ERROR.
     #[arg(long, value_name = "TARGET[=ERROR]")]
     reject_permanent: Vec<String>,
@@ -200,6 +204,7 @@ fn broker_options(args: &BrokerArgs) -> anyhow::Result<BrokerOptions> {
         close_after_sends: args.close_after_sends,
         close_after_frames: args.close_after_frames,
         sessions_unsupported: args.no_sessions,
+        forget_messages: args.forget_messages,
         rate_limit,
         online_peers: args.peers.clone(),
         seed: args.seed,

@@ -178,6 +178,7 @@ impl Client {
                 .ledger()
                 .record_untargeted_send(&peer, options, now_ms),
         };
+        self.shared.sends.send_modify(|count| *count += 1);
         if options
             .close_after_sends
             .is_some_and(|limit| self.received >= limit)

@@ -161,6 +161,28 @@ impl Ledger {
         drop_ack: bool,
         now_ms: u64,
     ) -> Answer {
+        let answer =
+            self.record_send_kept(peer, frame, options, unacked_if_answered, drop_ack, now_ms);
+        if options.forget_messages {
+            let cmid: &str = if frame.client_message_id.is_empty() {
+                &frame.id
+            } else {
+                &frame.client_message_id
+            };
+            self.receipts.remove(cmid);
+        }
+        answer
+    }
+
+    fn record_send_kept(
+        &mut self,
+        peer: &Arc<Peer>,
+        frame: &wire::Send<'_>,
+        options: &BrokerOptions,
+        unacked_if_answered: u32,
+        drop_ack: bool,
+        now_ms: u64,
+    ) -> Answer {
         self.sends += 1;
         let limited = self.spend_token(peer, options, now_ms);
         let cmid: &str = if frame.client_message_id.is_empty() {

@@ -201,3 +201,22 @@ fn a_dropped_ack_is_still_an_accepted_message() {
     );
     assert_eq!(stats.message_ids["a"], "msg_1");
 }
+
+#[test]
+fn forget_messages_keeps_the_counts_and_no_record_of_each_message() {
+    let mut ledger = Ledger::default();
+    let options = BrokerOptions {
+        forget_messages: true,
+        ..BrokerOptions::default()
+    };
+    for cmid in ["a", "b", "a"] {
+        assert!(matches!(
+            record(&mut ledger, cmid, "*", &options),
+            Answer::Ack { error: None, .. }
+        ));
+    }
+    let stats = ledger.snapshot();
+    assert_eq!((stats.sends, stats.accepted), (3, 3));
+    assert!(stats.receipts.is_empty(), "{:?}", stats.receipts);
+    assert!(stats.last_send.is_empty());
+}

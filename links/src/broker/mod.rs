@@ -111,6 +111,9 @@ pub(crate) struct Shared {
     /// whether it was one of them.
     replacements: watch::Sender<u64>,
     shutdown: watch::Sender<bool>,
+    /// The count of send frames received, bumped as each arrives: what a
+    /// benchmark waits on to time a row from enqueue to the broker.
+    sends: watch::Sender<u64>,
     /// `Some`: connections speak TLS first.
     tls: Option<TlsAcceptor>,
     /// The zero of `clock_ms`.
@@ -171,6 +174,7 @@ impl Broker {
             drops: watch::channel(0).0,
             replacements: watch::channel(0).0,
             shutdown: watch::channel(false).0,
+            sends: watch::channel(0).0,
             tls,
             started: Instant::now(),
         });
@@ -199,6 +203,12 @@ impl Broker {
     /// A snapshot of what the broker has seen so far.
     pub fn stats(&self) -> BrokerStats {
         self.shared.ledger().snapshot()
+    }
+
+    /// The count of send frames received so far; `changed()` wakes on each
+    /// new one, without the copying of `stats()`.
+    pub fn sends(&self) -> watch::Receiver<u64> {
+        self.shared.sends.subscribe()
     }
 
     /// Drops every open connection at once, without a close frame, as a

@@ -70,6 +70,11 @@ pub struct BrokerOptions {
     /// `(n, code)`: refuse the first `n` hellos that pass the real checks
     /// (counted broker-wide), as `refuse_hellos` does.
     pub refuse_hello_first: Option<(u32, RefusalCode)>,
+    /// Keep no record of each message (the stats' per-message maps stay
+    /// empty; the counts are kept): a benchmark's millions of rows then cost
+    /// the broker neither memory nor time. Rules that count a message's
+    /// sends (`reject_transient`) see every send as its first.
+    pub forget_messages: bool,
 }
 
 impl BrokerOptions {
