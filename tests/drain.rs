@@ -308,3 +308,34 @@ fn sigterm_finishes_the_tick_and_leaves_nothing_claimed() {
         "finished before the signal: the test proves nothing"
     );
 }
+
+/// The number in `name=N` of the summary line.
+fn summary_number(out: &std::process::Output, name: &str) -> u64 {
+    let text = stdout(out);
+    text.split_whitespace()
+        .find_map(|w| w.strip_prefix(name)?.strip_prefix('=')?.parse().ok())
+        .unwrap_or_else(|| panic!("no {name}= in {text}"))
+}
+
+/// By default the claim grows while the backlog is large: 5,000 rows take a
+/// few dozen ticks, where 32 rows a tick would take over 150. `batch_rows`
+/// set alone fixes the claim, and then it does take that many.
+#[test]
+fn the_default_claim_grows_with_the_backlog_and_batch_rows_fixes_it() {
+    let broker = TestBroker::start(BrokerOptions::default());
+    let adaptive = Setup::new(&broker.url(), "");
+    adaptive.enqueue(&many("grow", 5_000));
+    let out = adaptive.drain();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(summary_number(&out, "done"), 5_000);
+    let ticks = summary_number(&out, "ticks");
+    assert!(ticks <= 60, "the claim did not grow: {ticks} ticks");
+
+    let fixed = Setup::new(&broker.url(), "[policy]\nbatch_rows = 32\n");
+    fixed.enqueue(&many("fixed", 5_000));
+    let out = fixed.drain();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(summary_number(&out, "done"), 5_000);
+    let ticks = summary_number(&out, "ticks");
+    assert!(ticks >= 5_000 / 32, "a fixed claim of 32 took only {ticks} ticks");
+}
