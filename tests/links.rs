@@ -265,3 +265,37 @@ fn wss_with_a_private_certificate_needs_the_ca_file() {
     signal(&child, "TERM");
     assert!(wait_output(child, Duration::from_secs(20)).status.success());
 }
+
+/// A member configured as unlimited (`rate_limit_per_minute = 0`) on a
+/// broker that limits it: each refusal pauses the member's sends for a
+/// second, so in three seconds the broker sees a few claims' worth of
+/// refusals, not every due row sent and refused over and over (thousands).
+/// The log says once what to set.
+#[test]
+fn a_member_the_config_calls_unlimited_pauses_after_a_rate_refusal() {
+    let broker = TestBroker::start(BrokerOptions {
+        rate_limit: Some(RateLimit {
+            per_minute: 60,
+            burst: 10,
+        }),
+        ..BrokerOptions::default()
+    });
+    let setup = Setup::new(&broker.url(), "");
+    setup.enqueue(&many("unpaced", 400));
+    let child = setup.spawn(&[]);
+    std::thread::sleep(Duration::from_secs(3));
+    signal(&child, "TERM");
+    let out = wait_output(child, Duration::from_secs(30));
+    let stats = broker.stats();
+    assert!(stats.accepted >= 10, "{stats:?}");
+    assert!(
+        stats.rate_limited <= 300,
+        "{} sends refused for rate in 3 s: the drain did not pause",
+        stats.rate_limited
+    );
+    let warnings = stderr(&out)
+        .lines()
+        .filter(|l| l.contains("rate_limit_per_minute = 0 (no limit)"))
+        .count();
+    assert_eq!(warnings, 1, "{}", stderr(&out));
+}
