@@ -337,5 +337,8 @@ fn the_default_claim_grows_with_the_backlog_and_batch_rows_fixes_it() {
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(summary_number(&out, "done"), 5_000);
     let ticks = summary_number(&out, "ticks");
-    assert!(ticks >= 5_000 / 32, "a fixed claim of 32 took only {ticks} ticks");
+    assert!(
+        ticks >= 5_000 / 32,
+        "a fixed claim of 32 took only {ticks} ticks"
+    );
 }

@@ -164,12 +164,7 @@ impl Ledger {
         let answer =
             self.record_send_kept(peer, frame, options, unacked_if_answered, drop_ack, now_ms);
         if options.forget_messages {
-            let cmid: &str = if frame.client_message_id.is_empty() {
-                &frame.id
-            } else {
-                &frame.client_message_id
-            };
-            self.receipts.remove(cmid);
+            self.receipts.remove(message_key(frame));
         }
         answer
     }
@@ -185,11 +180,7 @@ impl Ledger {
     ) -> Answer {
         self.sends += 1;
         let limited = self.spend_token(peer, options, now_ms);
-        let cmid: &str = if frame.client_message_id.is_empty() {
-            &frame.id
-        } else {
-            &frame.client_message_id
-        };
+        let cmid = message_key(frame);
         let last = sent_frame(peer, frame);
         let receipt = match self.receipts.entry(cmid.to_string()) {
             Entry::Occupied(entry) => {
@@ -337,6 +328,15 @@ fn rejection(error: &str) -> Answer {
         message_id: String::new(),
         queued: false,
         error: Some(error.to_string()),
+    }
+}
+
+/// What the broker counts a message by: its client message id, else its id.
+fn message_key<'a>(frame: &'a wire::Send<'_>) -> &'a str {
+    if frame.client_message_id.is_empty() {
+        &frame.id
+    } else {
+        &frame.client_message_id
     }
 }
 
