@@ -269,8 +269,8 @@ fn wss_with_a_private_certificate_needs_the_ca_file() {
 /// A member configured as unlimited (`rate_limit_per_minute = 0`) on a
 /// broker that limits it: each refusal pauses the member's sends for a
 /// second, so in three seconds the broker sees a few claims' worth of
-/// refusals, not every due row sent and refused over and over (thousands).
-/// The log says once what to set.
+/// refusals (about 150 here), not every one of the 2,000 due rows sent and
+/// refused once a second (over 5,000). The log says once what to set.
 #[test]
 fn a_member_the_config_calls_unlimited_pauses_after_a_rate_refusal() {
     let broker = TestBroker::start(BrokerOptions {
@@ -281,7 +281,7 @@ fn a_member_the_config_calls_unlimited_pauses_after_a_rate_refusal() {
         ..BrokerOptions::default()
     });
     let setup = Setup::new(&broker.url(), "");
-    setup.enqueue(&many("unpaced", 400));
+    setup.enqueue(&many("unpaced", 2_000));
     let child = setup.spawn(&[]);
     std::thread::sleep(Duration::from_secs(3));
     signal(&child, "TERM");
@@ -289,7 +289,7 @@ fn a_member_the_config_calls_unlimited_pauses_after_a_rate_refusal() {
     let stats = broker.stats();
     assert!(stats.accepted >= 10, "{stats:?}");
     assert!(
-        stats.rate_limited <= 300,
+        stats.rate_limited <= 1_000,
         "{} sends refused for rate in 3 s: the drain did not pause",
         stats.rate_limited
     );
