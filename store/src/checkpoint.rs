@@ -1,42 +1,55 @@
 //! [`Checkpointer`]: a thread with its own connection that copies the WAL
 //! back into the database file in the background.
 //!
-//! Why: with automatic checkpoints the drain's own commits now and then stop
-//! to checkpoint; moving that work to another connection measured +22–39%
-//! claim-and-settle throughput. PASSIVE never waits for readers or writers,
-//! so the drain is never blocked by it.
+//! Why a thread: with automatic checkpoints the drain's own commits now and
+//! then stop to checkpoint; moving that work to another connection measured
+//! +22–39% claim-and-settle throughput. PASSIVE never waits for readers or
+//! writers, so neither the drain nor a producer is blocked by it.
 //!
-//! Owns: the thread and its stop. Not here: turning automatic checkpoints off
-//! and back on, which is a setting of the drain's connection (`outbox`).
+//! Why nudged: a producer whose commit finds 1000 or more frames in the WAL
+//! (SQLite's default `wal_autocheckpoint`) runs a checkpoint inside that
+//! commit, copying what is not yet copied while its caller waits. The
+//! drain's write connection learns the WAL's length after each of its
+//! commits (a WAL hook) and nudges this thread once the WAL holds
+//! [`WAL_FRAMES_NUDGE`] frames, so a producer's checkpoint finds little left.
+//!
+//! Owns: the thread, its stop and its nudges. Not here: turning automatic
+//! checkpoints off and back on, which is a setting of the drain's
+//! connection (`outbox`).
 
 use crate::error::{StoreError, sqlite};
 use crate::outbox::{Outbox, connect};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::{Arc, Weak};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-/// Time between checkpoints. Short enough that the WAL stays a few MB at
-/// 100k+ rows a second; each pass that finds nothing new costs microseconds.
+/// Longest time between checkpoints. Short enough that the WAL stays a few
+/// MB at 100k+ rows a second; each pass that finds nothing new costs
+/// microseconds.
 pub const CHECKPOINT_INTERVAL: Duration = Duration::from_millis(20);
+
+/// The drain's commits nudge the thread once the WAL holds this many frames.
+pub const WAL_FRAMES_NUDGE: u64 = 256;
 
 /// The running checkpoint thread. Dropping it stops and joins the thread;
 /// the outbox it came from then turns automatic checkpoints back on at its
 /// next write.
 #[derive(Debug)]
 pub struct Checkpointer {
-    /// Dropping the sender wakes the thread at once and ends it.
-    stop: Option<mpsc::Sender<()>>,
+    nudge: mpsc::Sender<()>,
+    stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
+    /// Passes that failed (each is retried at the next interval; meanwhile
+    /// the WAL only grows, nothing is lost).
     failures: Arc<AtomicU64>,
     /// Held only for its liveness: the outbox keeps a `Weak` to it.
     _alive: Arc<()>,
 }
 
 impl Checkpointer {
-    /// How many checkpoint passes failed so far (each is retried at the next
-    /// interval; meanwhile the WAL only grows, nothing is lost).
+    /// How many checkpoint passes failed so far.
     pub fn failures(&self) -> u64 {
         self.failures.load(Ordering::Relaxed)
     }
@@ -44,7 +57,8 @@ impl Checkpointer {
 
 impl Drop for Checkpointer {
     fn drop(&mut self) {
-        drop(self.stop.take());
+        self.stop.store(true, Ordering::Relaxed);
+        let _ = self.nudge.send(());
         if let Some(thread) = self.thread.take() {
             // The loop cannot panic; a join error would only repeat a panic.
             let _ = thread.join();
@@ -55,36 +69,68 @@ impl Drop for Checkpointer {
 impl Outbox {
     /// Turns off automatic checkpoints on this connection and starts a thread
     /// with its own connection running `PRAGMA wal_checkpoint(PASSIVE)` every
-    /// [`CHECKPOINT_INTERVAL`]; it stops when the [`Checkpointer`] is dropped.
+    /// [`CHECKPOINT_INTERVAL`], or sooner when nudged; it stops when the
+    /// [`Checkpointer`] is dropped. This connection's commits report the
+    /// WAL's length to it and nudge it when the WAL is long.
     pub fn start_checkpointer(&mut self) -> Result<Checkpointer, StoreError> {
         let conn = connect(&self.path)?;
-        let (stop, stopped) = mpsc::channel();
+        let (nudge, nudged) = mpsc::channel();
+        let stop = Arc::new(AtomicBool::new(false));
         let failures = Arc::new(AtomicU64::new(0));
-        let counter = Arc::clone(&failures);
-        let thread = std::thread::Builder::new()
-            .name("sluice-checkpoint".into())
-            .spawn(move || run(&conn, &stopped, &counter))
-            .map_err(StoreError::Spawn)?;
+        let thread = {
+            let (stop, failures) = (Arc::clone(&stop), Arc::clone(&failures));
+            std::thread::Builder::new()
+                .name("sluice-checkpoint".into())
+                .spawn(move || run(&conn, &nudged, &stop, &failures))
+                .map_err(StoreError::Spawn)?
+        };
         let alive = Arc::new(());
         // From here on a failure drops the Checkpointer, which stops the thread.
         let checkpointer = Checkpointer {
-            stop: Some(stop),
+            nudge: nudge.clone(),
+            stop,
             thread: Some(thread),
             failures,
             _alive: Arc::clone(&alive),
         };
+        let map = sqlite(&self.path, "turning automatic checkpoints off");
         self.conn
             .pragma_update(None, "wal_autocheckpoint", 0)
-            .map_err(sqlite(&self.path, "turning automatic checkpoints off"))?;
+            .map_err(&map)?;
+        // Replaces the automatic checkpoint's own hook (now off). Setting
+        // wal_autocheckpoint again, as a dropped checkpointer does, removes it.
+        self.conn
+            .wal_hook(Some(move |_: &mut rusqlite::hooks::Wal, frames| {
+                if u64::try_from(frames).unwrap_or(0) >= WAL_FRAMES_NUDGE {
+                    let _ = nudge.send(());
+                }
+                Ok(())
+            }))
+            .map_err(&map)?;
         self.checkpointer = Some(Arc::downgrade(&alive) as Weak<()>);
         Ok(checkpointer)
     }
 }
 
-fn run(conn: &rusqlite::Connection, stopped: &mpsc::Receiver<()>, failures: &AtomicU64) {
-    while let Err(RecvTimeoutError::Timeout) = stopped.recv_timeout(CHECKPOINT_INTERVAL) {
-        // The result row (busy, log pages, checkpointed pages) needs no action:
-        // a partial pass is finished by the next one.
+fn run(
+    conn: &rusqlite::Connection,
+    nudged: &mpsc::Receiver<()>,
+    stop: &AtomicBool,
+    failures: &AtomicU64,
+) {
+    while !stop.load(Ordering::Relaxed) {
+        match nudged.recv_timeout(CHECKPOINT_INTERVAL) {
+            Ok(()) => while nudged.try_recv().is_ok() {},
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => return,
+        }
+        if stop.load(Ordering::Relaxed) {
+            return;
+        }
+        // The result row (busy, frames in the WAL, frames copied back) needs
+        // no action: a partial pass is finished by the next one, and a WAL
+        // copied back whole is started over by the next writer that finds no
+        // reader on it.
         if conn
             .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
             .is_err()

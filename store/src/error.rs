@@ -74,12 +74,28 @@ pub enum StoreError {
     #[error("checkpoint thread could not start: {0}; the system is out of threads or memory")]
     Spawn(std::io::Error),
 
+    #[error(
+        "outbox file is corrupt: {path} ({action}: database disk image is malformed); sluice stopped and writes nothing more to it. Next: stop every process that opens the file, run `sqlite3 {path} 'PRAGMA integrity_check'` to see the damage, then `sqlite3 {path} .recover | sqlite3 {path}.recovered` and move the recovered file into place; before restarting, check that every process that opens the outbox links SQLite 3.51.3 or later (or 3.50.7 / 3.44.6): older ones can corrupt a shared WAL file"
+    )]
+    Corrupt { action: &'static str, path: PathBuf },
+
     #[error("{action} failed on {path}: {source}")]
     Sqlite {
         action: &'static str,
         path: PathBuf,
         source: rusqlite::Error,
     },
+}
+
+impl StoreError {
+    /// The file is damaged: nothing more may be written to it. A file that
+    /// stopped being SQLite while open counts too (its header was overwritten).
+    pub fn is_corrupt(&self) -> bool {
+        matches!(
+            self,
+            StoreError::Corrupt { .. } | StoreError::NotSqlite { .. }
+        )
+    }
 }
 
 /// Translates a SQLite error from `action` on the file at `path`.
@@ -92,6 +108,10 @@ pub(crate) fn sqlite<'a>(
 ) -> impl Fn(rusqlite::Error) -> StoreError + 'a {
     move |source| match source.sqlite_error_code() {
         Some(ErrorCode::NotADatabase) => StoreError::NotSqlite {
+            path: path.to_path_buf(),
+        },
+        Some(ErrorCode::DatabaseCorrupt) => StoreError::Corrupt {
+            action,
             path: path.to_path_buf(),
         },
         Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => StoreError::Busy {

@@ -15,6 +15,8 @@
 //! - [`sweep`]: reclaim run-out leases, expire old rows, when work is next due.
 //! - [`report`]: the status report and the per-row look used by tests.
 //! - [`admin`]: the operator's commands: list, inspect, requeue, purge.
+//! - [`share`]: [`SharedOutbox`], the process's one write connection: turns
+//!   that give way to other writers, the WAL bound, the corruption latch.
 //! - [`checkpoint`]: the background WAL checkpoint thread.
 //! - [`error`]: [`StoreError`], the one error type of this boundary.
 //!
@@ -32,17 +34,19 @@ pub mod outbox;
 pub mod report;
 pub mod schema;
 pub mod settle;
+pub mod share;
 pub mod sweep;
 
 pub use admin::{
     AdminError, Entry, Inspection, LIST_ROWS_MAX, ListFilter, PURGE_BATCH_ROWS, PurgeReport,
     PurgeRequest, REQUEUE_ROWS_MAX, Refusal, RequeueReport, RequeueRequest, Requeued, Selection,
 };
-pub use checkpoint::{CHECKPOINT_INTERVAL, Checkpointer};
+pub use checkpoint::{CHECKPOINT_INTERVAL, Checkpointer, WAL_FRAMES_NUDGE};
 pub use claim::CLAIM_ROWS_MAX;
 pub use enqueue::NewRow;
 pub use error::StoreError;
 pub use history::{DecidedBy, PolicyEvent};
-pub use outbox::{BUSY_TIMEOUT, Outbox};
+pub use outbox::{BUSY_TIMEOUT, Outbox, SQLITE_MIN_SAFE, has_wal_reset_bug, sqlite_version};
 pub use report::{RowState, STATUSES, StatusReport};
 pub use schema::{AUDIT_COLUMNS, BASE_COLUMNS, LATER_COLUMNS};
+pub use share::SharedOutbox;

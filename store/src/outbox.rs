@@ -17,6 +17,36 @@ use std::time::Duration;
 /// transaction or a checkpoint; short enough that a stuck peer is reported.
 pub const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// The oldest SQLite without the WAL-reset bug (3.7.0 through 3.51.2 can
+/// corrupt a WAL file that several connections checkpoint and write at
+/// once; fixed in 3.51.3, backported to 3.50.7 and 3.44.6). Sluice's own
+/// build must be at least this; docs/operating.md asks it of every process
+/// that opens the outbox.
+pub const SQLITE_MIN_SAFE: (u32, u32, u32) = (3, 51, 3);
+
+/// The SQLite this binary links, e.g. `3.54.1`.
+pub fn sqlite_version() -> &'static str {
+    rusqlite::version()
+}
+
+/// Whether SQLite `version` ("3.40.1") has the WAL-reset bug: before 3.51.3,
+/// except the backports 3.50.7+ on 3.50 and 3.44.6+ on 3.44.
+pub fn has_wal_reset_bug(version: &str) -> bool {
+    let mut parts = version.split('.').map(|p| p.parse::<u32>().unwrap_or(0));
+    let (major, minor, patch) = (
+        parts.next().unwrap_or(0),
+        parts.next().unwrap_or(0),
+        parts.next().unwrap_or(0),
+    );
+    let fixed = match (major, minor) {
+        (3, 50) => patch >= 7,
+        (3, 44) => patch >= 6,
+        _ => (major, minor, patch) >= SQLITE_MIN_SAFE,
+    };
+    let affected = (major, minor, patch) >= (3, 7, 0);
+    affected && !fixed
+}
+
 /// SQLite's default `wal_autocheckpoint`, restored when a checkpointer is gone.
 const AUTOCHECKPOINT_PAGES: i64 = 1000;
 
@@ -41,7 +71,16 @@ impl Outbox {
     /// without an `outbox` table, and an outbox lacking a base column are
     /// refused before anything is written to them.
     pub fn open(path: &Path) -> Result<Outbox, StoreError> {
-        schema::refuse_non_sqlite(path)?;
+        // Only SQLite ever opens the outbox file in this process, never a
+        // plain `File`: POSIX locks belong to the process, and closing any
+        // descriptor of the file drops all of them, the SHARED locks of
+        // SQLite's own connections included. A peer's connection would then
+        // take the file for its last user when it closes: it checkpoints
+        // without the WAL locks and deletes the WAL while Sluice still writes
+        // it (a 3.40.1 reader did exactly that). SQLite's VFS keeps such
+        // descriptors open until its locks are released; a plain read would
+        // not. The schema look below is where a file that is not SQLite is
+        // refused (NotSqlite), before anything is written.
         let conn = connect(path)?;
         let mut outbox = Outbox {
             conn,
@@ -86,6 +125,14 @@ impl Outbox {
         let value = body(&tx, &self.path)?;
         tx.commit().map_err(&map)?;
         Ok(value)
+    }
+
+    /// `PRAGMA data_version`: changes between two calls exactly when another
+    /// connection committed in between (this connection's commits leave it).
+    pub fn data_version(&mut self) -> Result<i64, StoreError> {
+        self.conn
+            .query_row("PRAGMA data_version", [], |r| r.get(0))
+            .map_err(sqlite(&self.path, "reading data_version"))
     }
 
     fn set_pragmas(&mut self) -> Result<(), StoreError> {
@@ -159,6 +206,28 @@ impl Outbox {
 #[allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_linked_sqlite_is_free_of_the_wal_reset_bug() {
+        let version = sqlite_version();
+        assert!(
+            !has_wal_reset_bug(version),
+            "this build links SQLite {version}, which has the WAL-reset bug; \
+             rusqlite's bundled SQLite must be 3.51.3 or later"
+        );
+    }
+
+    #[test]
+    fn versions_with_the_wal_reset_bug_are_told_apart() {
+        for bad in ["3.40.1", "3.51.2", "3.50.6", "3.44.5", "3.7.0", "3.46.0"] {
+            assert!(has_wal_reset_bug(bad), "{bad} has the bug");
+        }
+        for good in [
+            "3.51.3", "3.52.0", "3.54.1", "3.50.7", "3.44.6", "3.6.23", "4.0.0",
+        ] {
+            assert!(!has_wal_reset_bug(good), "{good} is fixed or predates WAL");
+        }
+    }
 
     #[test]
     fn a_dropped_checkpointer_turns_automatic_checkpoints_back_on() {

@@ -10,7 +10,6 @@
 
 use crate::error::{StoreError, sqlite};
 use rusqlite::Connection;
-use std::io::Read;
 use std::path::Path;
 
 /// Columns of the outbox that Sluice reads or writes; an existing table that
@@ -94,9 +93,6 @@ pub(crate) const CREATE_INDEXES: &str = "
     CREATE INDEX IF NOT EXISTS outbox_pending ON outbox(status, next_attempt_at);
     DROP INDEX IF EXISTS outbox_due;";
 
-/// The first 16 bytes of every SQLite 3 database file.
-const SQLITE_MAGIC: &[u8; 16] = b"SQLite format 3\0";
-
 /// How many schema objects a foreign-file error lists before eliding.
 const FOREIGN_OBJECTS_SHOWN: usize = 5;
 
@@ -107,33 +103,6 @@ pub(crate) enum Shape {
     Empty,
     /// An outbox table with every base column; `missing` are later columns to add.
     Outbox { missing: Vec<&'static str> },
-}
-
-/// Refuses a non-empty file that does not start with the SQLite header,
-/// before SQLite opens it at all.
-pub(crate) fn refuse_non_sqlite(path: &Path) -> Result<(), StoreError> {
-    let io = |source| StoreError::Io {
-        path: path.to_path_buf(),
-        source,
-    };
-    let mut file = match std::fs::File::open(path) {
-        Ok(file) => file,
-        // A missing file is a new outbox; SQLite will create it.
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(io(e)),
-    };
-    let mut head = Vec::with_capacity(SQLITE_MAGIC.len());
-    file.by_ref()
-        .take(SQLITE_MAGIC.len() as u64)
-        .read_to_end(&mut head)
-        .map_err(io)?;
-    if head.is_empty() || head == SQLITE_MAGIC {
-        Ok(())
-    } else {
-        Err(StoreError::NotSqlite {
-            path: path.to_path_buf(),
-        })
-    }
 }
 
 /// Reads (never writes) the schema and says whether and how the file may be used.

@@ -16,4 +16,5 @@ mod idempotent;
 mod open;
 mod report;
 mod settle;
+mod share;
 mod sweep;

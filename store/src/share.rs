@@ -1,0 +1,364 @@
+//! [`SharedOutbox`]: how one Sluice process writes an outbox file that other
+//! programs write too.
+//!
+//! Every write of the drain (claim, settle, reclaim, expire) goes through one
+//! connection here, one transaction at a time, and gives way to the other
+//! programs on the file:
+//!
+//! - **Company is noticed.** Sluice has company while another process holds
+//!   a lock on the file (every open SQLite connection holds one; Linux's
+//!   `/proc/locks` lists them, looked at every [`PEERS_LOOK_EVERY`]), or while
+//!   another connection committed within [`PEER_ACTIVE`] (this connection's
+//!   `PRAGMA data_version` changes only then).
+//! - **Producers first.** With company, the write lock is left free for
+//!   [`GAP`] after each of Sluice's commits, and each of its transactions is
+//!   cut to about [`TURN_BUDGET`] of work (a claim or settle of more rows
+//!   becomes several transactions). A producer that finds the lock taken
+//!   sleeps in SQLite's busy handler and tries again 1 ms, then 3 ms after
+//!   its first try: with turns of at most 3 ms and gaps of 2 ms, one of those
+//!   two tries lands in a gap. Alone, Sluice writes whole batches, no gap.
+//! - **A WAL copied back at once.** A producer whose commit finds 1000 frames
+//!   in the WAL checkpoints inside that commit; the checkpoint thread, nudged
+//!   by Sluice's commits (`checkpoint`), leaves it little to copy.
+//! - **A corrupt file stops every write.** The first `SQLITE_CORRUPT` is kept;
+//!   from then on every call fails with it and touches nothing.
+//!
+//! Owns: the turn, the gap, noticing company, the corruption latch.
+//! Not here: the statements (`claim`, `settle`, `sweep`), the checkpoint
+//! thread (`checkpoint`).
+
+use crate::checkpoint::Checkpointer;
+use crate::error::StoreError;
+use crate::outbox::Outbox;
+use sluice_policy::{ClaimFilter, Outcome, Row, TimestampMs};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, MutexGuard, OnceLock};
+use std::time::{Duration, Instant};
+
+/// How long after another connection's last commit Sluice keeps giving way.
+pub const PEER_ACTIVE: Duration = Duration::from_secs(1);
+/// The write lock is left free at least this long after each of Sluice's
+/// commits while it has company.
+pub const GAP: Duration = Duration::from_millis(2);
+/// A random extra gap of up to this much, drawn for each gap. A producer's
+/// later busy-handler retries come 25, 50 and 100 ms apart: with a cycle of
+/// turns and gaps that never varied, a producer that missed one gap would
+/// find every later retry at the same point of the cycle and miss them all.
+pub const GAP_JITTER: Duration = Duration::from_millis(1);
+/// About how long one of Sluice's transactions may hold the write lock while
+/// it has company; under 3 ms with room for a slow turn (see above).
+pub const TURN_BUDGET: Duration = Duration::from_micros(2500);
+/// Fewest rows a cut transaction moves, so that a slow moment cannot make
+/// Sluice crawl a row at a time.
+const TURN_ROWS_MIN: usize = 16;
+
+/// How often `/proc/locks` is read for other processes on the file.
+pub const PEERS_LOOK_EVERY: Duration = Duration::from_millis(250);
+
+/// One process's writing side of an outbox file. Shared by every loop of the
+/// process (`Arc`); each call is one or more short transactions.
+#[derive(Debug)]
+pub struct SharedOutbox {
+    path: PathBuf,
+    turn: Mutex<Turn>,
+    corrupt: OnceLock<String>,
+    reported: AtomicBool,
+}
+
+#[derive(Debug)]
+struct Turn {
+    outbox: Outbox,
+    /// `PRAGMA data_version` after Sluice's last transaction.
+    data_version: i64,
+    /// When Sluice's last transaction ended.
+    last_commit: Instant,
+    /// When another connection's commit was last noticed.
+    peer_seen: Option<Instant>,
+    /// Measured cost of one row in a claim, a settle (a sweep is not cut).
+    per_row: [Duration; 3],
+    /// Whether another process had the file open at the last look, and when
+    /// that look was.
+    others: Option<(bool, Instant)>,
+    /// State of the gap's random extra.
+    jitter: u64,
+}
+
+impl SharedOutbox {
+    /// Opens the process's write connection to the outbox at `path`.
+    pub fn open(path: &Path) -> Result<SharedOutbox, StoreError> {
+        let mut outbox = Outbox::open(path)?;
+        let data_version = outbox.data_version()?;
+        Ok(SharedOutbox {
+            path: path.to_path_buf(),
+            turn: Mutex::new(Turn {
+                outbox,
+                data_version,
+                last_commit: Instant::now(),
+                peer_seen: None,
+                per_row: [Duration::from_micros(10); 3],
+                others: None,
+                jitter: u64::from(std::process::id()) | 1,
+            }),
+            corrupt: OnceLock::new(),
+            reported: AtomicBool::new(false),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The first corruption any call met, if one did: nothing is written
+    /// after it.
+    pub fn corrupt(&self) -> Option<&str> {
+        self.corrupt.get().map(String::as_str)
+    }
+
+    /// Starts the checkpoint thread for this file; automatic checkpoints go
+    /// off on the write connection while it runs (see `checkpoint`).
+    pub fn start_checkpointer(&self) -> Result<Checkpointer, StoreError> {
+        self.lock().outbox.start_checkpointer()
+    }
+
+    /// The corruption message, the first time it is asked for after the file
+    /// was found corrupt; `None` before and after: one loop reports it, once.
+    pub fn corrupt_report(&self) -> Option<&str> {
+        let message = self.corrupt.get()?;
+        (!self.reported.swap(true, Ordering::Relaxed)).then_some(message.as_str())
+    }
+
+    /// Whether Sluice has company: another process has the file open, or
+    /// another connection committed within [`PEER_ACTIVE`].
+    pub fn peer_active(&self) -> bool {
+        let mut turn = self.lock();
+        turn.company(&self.path)
+    }
+
+    /// Claims up to `limit` due rows, as [`Outbox::claim_due_except`]; with
+    /// company, in several transactions of about [`TURN_BUDGET`] each.
+    pub fn claim_due_except(
+        &self,
+        now: TimestampMs,
+        limit: u32,
+        lease_ms: i64,
+        skip: &ClaimFilter,
+    ) -> Result<Vec<Row>, StoreError> {
+        let mut rows = Vec::new();
+        let mut left = limit as usize;
+        loop {
+            let got = self.turn(Kind::Claim, left, |outbox, take| {
+                let take = u32::try_from(take).unwrap_or(u32::MAX);
+                let chunk = outbox.claim_due_except(now, take, lease_ms, skip)?;
+                let full = chunk.len() == take as usize;
+                let moved = chunk.len();
+                rows.extend(chunk);
+                Ok((moved, full))
+            })?;
+            left -= got.0;
+            // A short chunk means nothing more is due.
+            if left == 0 || !got.1 {
+                return Ok(rows);
+            }
+        }
+    }
+
+    /// Settles `outcomes` as [`Outbox::settle_by`]; with company, in several
+    /// transactions. Returns how many rows changed.
+    pub fn settle_by(
+        &self,
+        outcomes: &[Outcome],
+        decided_by: Option<&str>,
+        decided_at: Option<TimestampMs>,
+    ) -> Result<u32, StoreError> {
+        let mut settled = 0;
+        let mut done = 0;
+        while done < outcomes.len() {
+            let (n, changed) = self.turn(Kind::Settle, outcomes.len() - done, |outbox, take| {
+                let changed =
+                    outbox.settle_by(&outcomes[done..done + take], decided_by, decided_at)?;
+                Ok((take, changed))
+            })?;
+            done += n;
+            settled += changed;
+        }
+        Ok(settled)
+    }
+
+    /// Returns run-out leases to pending, as [`Outbox::reclaim`].
+    pub fn reclaim(&self, now: TimestampMs) -> Result<u32, StoreError> {
+        self.turn(Kind::Sweep, usize::MAX, |outbox, _| {
+            Ok((0, outbox.reclaim(now)?))
+        })
+        .map(|(_, n)| n)
+    }
+
+    /// Expires old rows, as [`Outbox::expire`].
+    pub fn expire(&self, now: TimestampMs, cutoff: TimestampMs) -> Result<u32, StoreError> {
+        self.turn(Kind::Sweep, usize::MAX, |outbox, _| {
+            Ok((0, outbox.expire(now, cutoff)?))
+        })
+        .map(|(_, n)| n)
+    }
+
+    /// A read on the write connection (no turn, no gap: reads never block a
+    /// writer in WAL mode).
+    pub fn read<R>(
+        &self,
+        body: impl FnOnce(&mut Outbox) -> Result<R, StoreError>,
+    ) -> Result<R, StoreError> {
+        self.check_corrupt()?;
+        let mut turn = self.lock();
+        let result = body(&mut turn.outbox);
+        self.latch(result)
+    }
+
+    /// One transaction of at most `wanted` rows: waits for its turn, then runs
+    /// `body(outbox, rows_this_turn)`, which returns (rows moved, value).
+    fn turn<R>(
+        &self,
+        kind: Kind,
+        wanted: usize,
+        body: impl FnOnce(&mut Outbox, usize) -> Result<(usize, R), StoreError>,
+    ) -> Result<(usize, R), StoreError> {
+        self.check_corrupt()?;
+        let mut turn = self.lock();
+        let before = turn.outbox.data_version();
+        let before = self.latch(before)?;
+        if before != turn.data_version {
+            turn.peer_seen = Some(Instant::now());
+        }
+        let take = if turn.company(&self.path) {
+            turn.give_way();
+            let fits = TURN_BUDGET.as_nanos() / turn.per_row[kind as usize].as_nanos().max(1);
+            wanted.min(
+                usize::try_from(fits)
+                    .unwrap_or(usize::MAX)
+                    .max(TURN_ROWS_MIN),
+            )
+        } else {
+            wanted
+        };
+        let started = Instant::now();
+        let result = body(&mut turn.outbox, take);
+        let result = self.latch(result)?;
+        let ended = Instant::now();
+        if result.0 >= TURN_ROWS_MIN {
+            let per_row = (ended - started) / u32::try_from(result.0).unwrap_or(u32::MAX);
+            // A moving average: one slow turn does not halve the next.
+            let average = &mut turn.per_row[kind as usize];
+            *average = (*average * 3 + per_row) / 4;
+        }
+        turn.last_commit = ended;
+        // A peer that committed while this turn waited for the lock shows
+        // here; Sluice's own commit leaves data_version as it was.
+        let after = turn.outbox.data_version();
+        let after = self.latch(after)?;
+        if after != before {
+            turn.peer_seen = Some(ended);
+        }
+        turn.data_version = after;
+        Ok(result)
+    }
+
+    fn check_corrupt(&self) -> Result<(), StoreError> {
+        match self.corrupt.get() {
+            Some(_) => Err(StoreError::Corrupt {
+                action: "writing (refused: the file was found corrupt earlier)",
+                path: self.path.clone(),
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// Keeps the first corruption seen, so every later call refuses.
+    fn latch<R>(&self, result: Result<R, StoreError>) -> Result<R, StoreError> {
+        if let Err(e) = &result
+            && e.is_corrupt()
+        {
+            let _ = self.corrupt.set(e.to_string());
+        }
+        result
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Turn> {
+        // A poisoned lock only means another loop panicked mid-call; SQLite's
+        // own transaction kept the file consistent.
+        self.turn
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// What a turn does; claims and settles cost differently per row.
+#[derive(Clone, Copy, Debug)]
+enum Kind {
+    Claim = 0,
+    Settle = 1,
+    /// Reclaim and expire: one statement, not cut (rows are counted, not
+    /// taken from a list).
+    Sweep = 2,
+}
+
+impl Turn {
+    /// Leaves the write lock free until [`GAP`] and up to [`GAP_JITTER`]
+    /// more after Sluice's last commit.
+    fn give_way(&mut self) {
+        // xorshift: cheap, and any spread will do.
+        self.jitter ^= self.jitter << 13;
+        self.jitter ^= self.jitter >> 7;
+        self.jitter ^= self.jitter << 17;
+        let extra = GAP_JITTER.mul_f64((self.jitter % 1024) as f64 / 1024.0);
+        let free_until = self.last_commit + GAP + extra;
+        let now = Instant::now();
+        if free_until > now {
+            std::thread::sleep(free_until - now);
+        }
+    }
+
+    /// Another process on the file, or a recent commit by another connection.
+    fn company(&mut self, path: &Path) -> bool {
+        if self
+            .peer_seen
+            .is_some_and(|seen| seen.elapsed() < PEER_ACTIVE)
+        {
+            return true;
+        }
+        match self.others {
+            Some((others, at)) if at.elapsed() < PEERS_LOOK_EVERY => others,
+            _ => {
+                let others = other_processes_on(path);
+                self.others = Some((others, Instant::now()));
+                others
+            }
+        }
+    }
+}
+
+/// Whether a process other than this one holds a POSIX lock on the file at
+/// `path`: every open SQLite connection holds a shared lock on its database
+/// file. Where `/proc/locks` cannot be read, the answer is yes: Sluice then
+/// always gives way, which costs speed and never a producer's commit.
+fn other_processes_on(path: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let (Ok(meta), Ok(locks)) = (
+        std::fs::metadata(path),
+        std::fs::read_to_string("/proc/locks"),
+    ) else {
+        return true;
+    };
+    // The kernel prints the device as MAJOR:MINOR in hex, then the inode.
+    let dev = meta.dev();
+    let (major, minor) = (
+        ((dev >> 8) & 0xfff) | ((dev >> 32) & !0xfff),
+        (dev & 0xff) | ((dev >> 12) & !0xff),
+    );
+    let file = format!("{major:02x}:{minor:02x}:{}", meta.ino());
+    let own = std::process::id().to_string();
+    locks.lines().any(|line| {
+        // "1: POSIX  ADVISORY  READ 1234 fe:00:5678 1073741826 1073742335";
+        // a waiter's line has "->" before POSIX and is not a holder.
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        fields.get(4).is_some_and(|pid| *pid != own) && fields.get(5) == Some(&file.as_str())
+    })
+}

@@ -1,0 +1,200 @@
+//! Sharing the file with other processes: Sluice keeps its locks, gives way
+//! to another writer, and stops at a corrupt file.
+
+use crate::common::{raw, rows, temp_path};
+use sluice_store::{Outbox, SharedOutbox, StoreError};
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+/// The POSIX locks this process holds on `path`, as /proc/locks lists them
+/// ("READ" or "WRITE", one per range).
+fn own_locks(path: &Path) -> Vec<String> {
+    let inode = std::fs::metadata(path).unwrap().ino();
+    let pid = std::process::id().to_string();
+    std::fs::read_to_string("/proc/locks")
+        .unwrap()
+        .lines()
+        .filter_map(|line| {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            // "1: POSIX ADVISORY READ 1234 fe:00:5678 0 EOF"
+            let ours = f.get(4) == Some(&pid.as_str())
+                && f.get(5)
+                    .is_some_and(|dev_ino| dev_ino.ends_with(&format!(":{inode}")));
+            ours.then(|| f[3].to_string())
+        })
+        .collect()
+}
+
+/// An outbox at `path` with `n` due rows.
+fn seed_due(path: &Path, n: usize) {
+    Outbox::open(path).unwrap().enqueue(&rows(n)).unwrap();
+}
+
+#[test]
+fn opening_more_connections_keeps_the_shared_lock_on_the_file() {
+    // SQLite in WAL mode holds a SHARED lock on the database file for as
+    // long as a connection is open; a peer that can take EXCLUSIVE believes
+    // it is the last connection, checkpoints without locks and deletes the
+    // WAL. Opening the file outside SQLite and closing it drops that lock.
+    let (_dir, path) = temp_path();
+    let mut first = Outbox::open(&path).unwrap();
+    first.status(1).unwrap();
+    assert_eq!(
+        own_locks(&path),
+        ["READ"],
+        "an open connection holds SHARED"
+    );
+    let _second = Outbox::open(&path).unwrap();
+    let _shared = SharedOutbox::open(&path).unwrap();
+    let _checkpointer = _shared.start_checkpointer().unwrap();
+    assert_eq!(
+        own_locks(&path),
+        ["READ"],
+        "opening more connections must not drop the SHARED lock"
+    );
+}
+
+#[test]
+fn a_file_that_is_not_sqlite_is_still_refused_untouched() {
+    let (_dir, path) = temp_path();
+    std::fs::write(&path, b"not a database, just some text that is long enough").unwrap();
+    let before = std::fs::read(&path).unwrap();
+    let error = Outbox::open(&path).unwrap_err();
+    assert!(matches!(error, StoreError::NotSqlite { .. }), "{error}");
+    assert_eq!(std::fs::read(&path).unwrap(), before, "nothing was written");
+}
+
+#[test]
+fn a_corrupt_file_stops_every_later_write() {
+    let (_dir, path) = temp_path();
+    seed_due(&path, 200);
+    // Damage the table's root page behind SQLite's back, then open.
+    {
+        let conn = raw(&path);
+        conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);")
+            .unwrap();
+        let page_size: i64 = conn
+            .query_row("PRAGMA page_size", [], |r| r.get(0))
+            .unwrap();
+        let root: i64 = conn
+            .query_row(
+                "SELECT rootpage FROM sqlite_master WHERE name = 'outbox'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        drop(conn);
+        let mut bytes = std::fs::read(&path).unwrap();
+        let at = usize::try_from((root - 1) * page_size).unwrap();
+        bytes[at..at + 64].fill(0xee);
+        std::fs::write(&path, &bytes).unwrap();
+    }
+    let shared = SharedOutbox::open(&path).unwrap();
+    let first = shared.claim_due_except(i64::MAX / 2, 100, 1000, &Default::default());
+    let error = first.unwrap_err();
+    assert!(error.is_corrupt(), "{error}");
+    let text = error.to_string();
+    assert!(
+        text.contains("PRAGMA integrity_check") && text.contains(".recover"),
+        "{text}"
+    );
+    assert!(shared.corrupt().is_some());
+    assert!(shared.corrupt_report().is_some(), "reported once");
+    assert!(shared.corrupt_report().is_none(), "and only once");
+    // Every later call refuses without touching the file.
+    assert!(shared.reclaim(0).unwrap_err().is_corrupt());
+    assert!(
+        shared.settle_by(&[], None, None).is_ok(),
+        "an empty settle writes nothing"
+    );
+}
+
+#[test]
+fn another_writer_gets_the_lock_between_turns() {
+    // A producer writes while Sluice claims as fast as it can: once Sluice
+    // has noticed it, each producer commit waits at most a few ms.
+    let (_dir, path) = temp_path();
+    seed_due(&path, 30_000);
+    let shared = std::sync::Arc::new(SharedOutbox::open(&path).unwrap());
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let drain = {
+        let (shared, stop) = (shared.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let mut claimed = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let rows = shared
+                    .claim_due_except(i64::MAX / 2, 1024, 60_000, &Default::default())
+                    .unwrap();
+                if rows.is_empty() {
+                    break;
+                }
+                claimed += rows.len();
+            }
+            claimed
+        })
+    };
+    let producer = raw(&path);
+    producer.busy_timeout(Duration::from_secs(5)).unwrap();
+    let mut waits = Vec::new();
+    for i in 0..300 {
+        let started = Instant::now();
+        producer
+            .execute_batch(&format!(
+                "BEGIN IMMEDIATE; INSERT INTO outbox (id, client_message_id, request_fingerprint,
+                 payload, enqueued_at, next_attempt_at, status) VALUES ('p{i}', 'p{i}', x'00',
+                 x'00', 0, 9e15, 'pending'); COMMIT;"
+            ))
+            .unwrap();
+        waits.push(started.elapsed());
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let claimed = drain.join().unwrap();
+    assert!(shared.peer_active(), "Sluice noticed the producer");
+    // The first commits may wait for a whole batch, before Sluice notices.
+    waits.drain(..20);
+    waits.sort();
+    let worst = *waits.last().unwrap();
+    assert!(
+        worst < Duration::from_millis(100),
+        "a producer commit waited {worst:?} behind the drain"
+    );
+    assert!(claimed > 0);
+}
+
+#[test]
+fn another_process_with_the_file_open_is_company() {
+    let (_dir, path) = temp_path();
+    seed_due(&path, 10);
+    let shared = SharedOutbox::open(&path).unwrap();
+    assert!(
+        !shared.peer_active(),
+        "alone: no other process holds a lock on the file"
+    );
+    // A process that opens the outbox and reads it holds a shared lock on it.
+    let mut peer = std::process::Command::new("python3")
+        .arg("-c")
+        .arg(
+            "import sqlite3, sys, time\n\
+             c = sqlite3.connect(sys.argv[1]); c.execute('select count(*) from outbox').fetchall()\n\
+             print('open', flush=True); time.sleep(30)",
+        )
+        .arg(&path)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3 starts a second process on the file");
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(peer.stdout.as_mut().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    std::thread::sleep(sluice_store::share::PEERS_LOOK_EVERY + Duration::from_millis(50));
+    let seen = shared.peer_active();
+    peer.kill().unwrap();
+    peer.wait().unwrap();
+    assert!(seen, "a second process on the file is company");
+    std::thread::sleep(sluice_store::share::PEERS_LOOK_EVERY + Duration::from_millis(50));
+    assert!(!shared.peer_active(), "alone again once it is gone");
+}
