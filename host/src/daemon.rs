@@ -17,7 +17,7 @@ use anyhow::Context as _;
 use sluice_links::{AckObserver, LinkOptions, Links};
 use sluice_policy::Settings;
 use sluice_store::PolicyEvent;
-use sluice_store::{Checkpointer, Outbox};
+use sluice_store::{Checkpointer, Outbox, SharedOutbox};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -65,6 +65,8 @@ pub struct RunSummary {
     pub elapsed: Duration,
     /// Peak resident set size of this process, when the OS reports it.
     pub peak_rss_bytes: Option<u64>,
+    /// Why the run stopped early: the outbox was found corrupt.
+    pub corrupt: Option<String>,
 }
 
 impl RunSummary {
@@ -112,8 +114,8 @@ impl Daemon {
             )),
             None => None,
         };
-        let mut first = Outbox::open(&config.outbox)?;
-        let checkpointer = first.start_checkpointer()?;
+        let store = Arc::new(SharedOutbox::open(&config.outbox)?);
+        let checkpointer = store.start_checkpointer()?;
         let (drainer_slot, slot_lock) = take_slot(&config.outbox);
         let links = {
             let _guard = runtime.enter();
@@ -135,25 +137,14 @@ impl Daemon {
         };
         let mut signals = Signals::default();
         let mut drains = Vec::with_capacity(loops);
-        let mut outbox = Some(first);
-        let write_gate = Arc::new(Mutex::new(()));
         for i in 0..loops {
-            let outbox = match outbox.take() {
-                Some(outbox) => outbox,
-                None => Outbox::open(&config.outbox)?,
-            };
             let writer = if i == 0 {
                 trace_writer(record, &meta, config)?
             } else {
                 None
             };
             let world = Recorder::new(
-                HostWorld::new(
-                    outbox,
-                    links.clone(),
-                    runtime.handle().clone(),
-                    write_gate.clone(),
-                ),
+                HostWorld::new(Arc::clone(&store), links.clone(), runtime.handle().clone()),
                 writer,
             );
             let runner = match slot.as_ref().and_then(|slot| slot.live()) {
@@ -313,6 +304,10 @@ impl Daemon {
             }
         });
         let elapsed = started.elapsed();
+        let corrupt = self
+            .drains
+            .first_mut()
+            .and_then(|d| d.runner_mut().world().store.corrupt().map(str::to_string));
         self.runtime.block_on(links.shutdown());
         let _ = std::fs::remove_file(&self.status_file);
         for drain in &mut self.drains {
@@ -324,6 +319,7 @@ impl Daemon {
             totals,
             elapsed,
             peak_rss_bytes: peak_rss_bytes(),
+            corrupt,
         }
     }
 }

@@ -217,7 +217,12 @@ impl Drain {
             }
             Err(error) => {
                 self.totals.failed_ticks += 1;
-                tracing::warn!(target: "sluice::policy", "drain_tick_failed err={error}");
+                let store = &self.runner.world().store;
+                if let Some(message) = store.corrupt_report() {
+                    tracing::error!(target: "sluice", "outbox_corrupt {message}");
+                } else if store.corrupt().is_none() {
+                    tracing::warn!(target: "sluice::policy", "drain_tick_failed err={error}");
+                }
                 Err(error)
             }
         }
@@ -249,10 +254,12 @@ impl Drain {
         Ok(Some(*current))
     }
 
-    /// Ticks until stopped (or drained, with `exit_when_drained`).
+    /// Ticks until stopped (or drained, with `exit_when_drained`), or until
+    /// the outbox is found corrupt: then every loop stops and writes nothing.
     pub fn run(&mut self) -> &Totals {
         loop {
-            if self.stop_requested() {
+            if self.stop_requested() || self.runner.world().store.corrupt().is_some() {
+                self.siblings.send(Signal::Stop);
                 break;
             }
             let step = self.step();
@@ -303,7 +310,7 @@ impl Drain {
     }
 
     fn drained(&mut self) -> bool {
-        match self.runner.world().outbox.open_work() {
+        match self.runner.world().store.read(|o| o.open_work()) {
             Ok(open) => open == 0,
             Err(e) => {
                 tracing::warn!(target: "sluice", "could not count open rows: {e}");

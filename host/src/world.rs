@@ -11,8 +11,8 @@ use sluice_policy::{
     ClaimFilter, Dispatch, Level, MeshLink, Outcome, Row, SendResult, SessionState, TimestampMs,
     World,
 };
-use sluice_store::Outbox;
-use std::sync::{Arc, Mutex};
+use sluice_store::SharedOutbox;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// Told the outcomes of every settle that committed (metrics count dead
@@ -21,14 +21,13 @@ pub type SettleObserver = Arc<dyn Fn(&[Outcome]) + Send + Sync>;
 
 /// The host's side of the contract.
 pub struct HostWorld {
-    pub outbox: Outbox,
+    /// The process's write connection to the outbox, shared by every loop:
+    /// it takes turns with the other programs that write the file and
+    /// refuses every write once the file is found corrupt.
+    pub store: Arc<SharedOutbox>,
     pub links: Links,
     /// The runtime the links live on; the drain thread blocks on it to send.
     pub runtime: tokio::runtime::Handle,
-    /// Taken around every write transaction by the loops of one process.
-    /// SQLite would serialize them anyway, but its busy handler sleeps in
-    /// steps of milliseconds; a mutex hands the lock over at once.
-    write_gate: Arc<Mutex<()>>,
     /// The sha256 of the policy deciding this world's rows, recorded with
     /// each settled row (the audit column `decided_by`).
     pub decided_by: Option<String>,
@@ -37,34 +36,19 @@ pub struct HostWorld {
 }
 
 impl HostWorld {
-    /// `write_gate` is shared by every world of the process on this outbox.
+    /// `store` is shared by every world of the process on this outbox.
     pub fn new(
-        outbox: Outbox,
+        store: Arc<SharedOutbox>,
         links: Links,
         runtime: tokio::runtime::Handle,
-        write_gate: Arc<Mutex<()>>,
     ) -> HostWorld {
         HostWorld {
-            outbox,
+            store,
             links,
             runtime,
-            write_gate,
             decided_by: None,
             on_settle: None,
         }
-    }
-
-    fn write<R>(
-        &mut self,
-        transaction: impl FnOnce(&mut Outbox) -> Result<R, sluice_store::StoreError>,
-    ) -> Result<R, String> {
-        // A poisoned gate only means another loop panicked mid-call; SQLite's
-        // own transaction kept the file consistent.
-        let _gate = self
-            .write_gate
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        transaction(&mut self.outbox).map_err(|e| e.to_string())
     }
 }
 
@@ -87,12 +71,16 @@ impl World for HostWorld {
         lease_ms: i64,
         skip: &ClaimFilter,
     ) -> Result<Vec<Row>, String> {
-        self.write(|o| o.claim_due_except(now, limit, lease_ms, skip))
+        self.store
+            .claim_due_except(now, limit, lease_ms, skip)
+            .map_err(|e| e.to_string())
     }
 
     fn settle(&mut self, outcomes: Vec<Outcome>) -> Result<u32, String> {
-        let decided_by = self.decided_by.clone();
-        let settled = self.write(|o| o.settle_by(&outcomes, decided_by.as_deref(), Some(now_ms())));
+        let settled = self
+            .store
+            .settle_by(&outcomes, self.decided_by.as_deref(), Some(now_ms()))
+            .map_err(|e| e.to_string());
         if let (Ok(_), Some(observer)) = (&settled, &self.on_settle) {
             observer(&outcomes);
         }
@@ -100,16 +88,16 @@ impl World for HostWorld {
     }
 
     fn reclaim(&mut self, now: TimestampMs) -> Result<u32, String> {
-        self.write(|o| o.reclaim(now))
+        self.store.reclaim(now).map_err(|e| e.to_string())
     }
 
     fn expire(&mut self, now: TimestampMs, cutoff: TimestampMs) -> Result<u32, String> {
-        self.write(|o| o.expire(now, cutoff))
+        self.store.expire(now, cutoff).map_err(|e| e.to_string())
     }
 
     fn next_due_at(&mut self, skip: &ClaimFilter) -> Result<Option<TimestampMs>, String> {
-        self.outbox
-            .next_due_at_except(skip)
+        self.store
+            .read(|o| o.next_due_at_except(skip))
             .map_err(|e| e.to_string())
     }
 

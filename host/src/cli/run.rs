@@ -77,11 +77,19 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
     }
     let meta = &daemon.meta;
     tracing::info!(target: "sluice", "policy {} {} ({}, sha256 {})", meta.name, meta.version, meta.source, meta.sha256);
+    tracing::info!(target: "sluice", "sqlite {} linked; every process that opens {} needs 3.51.3 or later (or 3.50.7 / 3.44.6)", sluice_store::sqlite_version(), config.outbox.display());
     daemon.stop_on_signals();
     let summary = daemon.run();
     println!("{}", summary_line(&summary));
+    if summary.corrupt.is_some() {
+        // The error itself was logged once, when it was found.
+        return Ok(ExitCode::from(EXIT_CORRUPT));
+    }
     Ok(ExitCode::SUCCESS)
 }
+
+/// `sluice run`'s exit status when it stopped because the outbox is corrupt.
+pub const EXIT_CORRUPT: u8 = 3;
 
 /// One line a script can parse: `key=value` pairs.
 pub fn summary_line(s: &RunSummary) -> String {

@@ -30,6 +30,10 @@ pub fn status(args: &StatusArgs) -> anyhow::Result<ExitCode> {
     let mut outbox = Outbox::open(&config.outbox)?;
     let report = outbox.status(TOP_ERRORS)?;
     println!("outbox {}", config.outbox.display());
+    println!(
+        "sqlite {} (linked by sluice)",
+        sluice_store::sqlite_version()
+    );
     for (status, count) in &report.counts {
         println!("  {status:<9} {count}");
     }
