@@ -1,0 +1,141 @@
+"""A producer that writes the outbox as the claudemesh daemon does, on the
+SQLite of whichever Python runs it: Debian's through the `sqlite3` module, or
+the one a pinned `apsw` wheel bundles.
+
+    peer.py version  --driver D               print the peer's SQLite version
+    peer.py produce  --driver D DB SECONDS    500 commits a second; latencies as JSON
+    peer.py count    --driver D DB            one short-lived read of the done count
+    peer.py check    --driver D DB            PRAGMA integrity_check, first line
+
+The daemon's settings: WAL, synchronous=NORMAL, busy_timeout=5000; each
+message is BEGIN IMMEDIATE, a SELECT by client_message_id, one INSERT, COMMIT.
+While it produces, it also starts a short-lived reader process (`count`)
+every 2 s (PEER_READ_EVERY), as an operator's `sqlite3 outbox.db 'select count(*)…'`.
+"""
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+
+def connect(driver, path):
+    if driver == "apsw":
+        import apsw
+
+        conn = apsw.Connection(path)
+        conn.setbusytimeout(5000)
+
+        def run(sql, args=()):
+            return list(conn.cursor().execute(sql, args))
+
+        return conn, run, apsw.sqlite_lib_version()
+    import sqlite3
+
+    conn = sqlite3.connect(path, timeout=5.0, isolation_level=None)
+
+    def run(sql, args=()):
+        return conn.execute(sql, args).fetchall()
+
+    return conn, run, sqlite3.sqlite_version
+
+
+def produce(driver, path, seconds):
+    conn, run, _ = connect(driver, path)
+    run("PRAGMA journal_mode=WAL")
+    run("PRAGMA synchronous=NORMAL")
+    if "PEER_AUTOCHECKPOINT" in os.environ:  # for experiments on the mechanism
+        run(f"PRAGMA wal_autocheckpoint={int(os.environ['PEER_AUTOCHECKPOINT'])}")
+    rate = 500
+    payload = b"p" * 200
+    ciphertext = "c" * 300
+    latencies = []
+    lock_waits = []
+    commits = []
+    failures = []
+    readers = []
+    started = time.monotonic()
+    next_read = started
+    i = 0
+    while True:
+        now = time.monotonic()
+        if now - started >= seconds:
+            break
+        if now >= next_read and os.environ.get("PEER_READERS", "1") != "0":
+            readers.append(subprocess.Popen(
+                [sys.executable, __file__, "count", "--driver", driver, path],
+                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE))
+            next_read += float(os.environ.get("PEER_READ_EVERY", "2"))
+        if os.environ.get("PEER_WRITES", "1") == "0":  # readers only, for experiments
+            time.sleep(0.01)
+            continue
+        due = started + i / rate
+        if due > now:
+            time.sleep(due - now)
+        cmid = f"peer-{os.getpid()}-{i:08d}"
+        t0 = time.perf_counter()
+        try:
+            run("BEGIN IMMEDIATE")
+            t1 = time.perf_counter()
+            run("SELECT id FROM outbox WHERE client_message_id = ?", (cmid,))
+            ms = int(time.time() * 1000)
+            run(
+                "INSERT INTO outbox (id, client_message_id, request_fingerprint, payload,"
+                " enqueued_at, attempts, next_attempt_at, status, mesh, target_spec, nonce,"
+                " ciphertext, priority) VALUES (?, ?, ?, ?, ?, 0, ?, 'pending', 'bench', '*',"
+                " 'bm9uY2Utbm9uY2Utbm9uY2Utbm9uY2Ut', ?, 'next')",
+                (cmid, cmid, b"\xab" * 32, payload, ms, ms, ciphertext),
+            )
+            t2 = time.perf_counter()
+            run("COMMIT")
+            t3 = time.perf_counter()
+            latencies.append((t3 - t0) * 1000.0)
+            lock_waits.append((t1 - t0) * 1000.0)
+            commits.append((t3 - t2) * 1000.0)
+        except Exception as e:  # a failed send is what a daemon's user sees
+            failures.append(str(e))
+            try:
+                run("ROLLBACK")
+            except Exception:
+                pass
+        i += 1
+    reader_errors = []
+    for r in readers:
+        _, err = r.communicate()
+        if r.returncode != 0:
+            reader_errors.append(err.decode(errors="replace").strip().splitlines()[-1:])
+    conn.close()
+    print(json.dumps({
+        "commits": len(latencies),
+        "latencies_ms": latencies,
+        "lock_wait_ms": lock_waits,
+        "commit_ms": commits,
+        "failures": failures[:5],
+        "failed": len(failures),
+        "readers": len(readers),
+        "reader_errors": reader_errors[:5],
+    }))
+
+
+def main():
+    mode, _, driver, *rest = sys.argv[1:]
+    if mode == "version":
+        print(connect(driver, ":memory:")[2])
+    elif mode == "produce":
+        produce(driver, rest[0], float(rest[1]))
+    elif mode == "count":
+        conn, run, _ = connect(driver, rest[0])
+        print(run("SELECT count(*) FROM outbox WHERE status = 'done'")[0][0])
+        conn.close()
+    elif mode == "check":
+        conn, run, _ = connect(driver, rest[0])
+        rows = run("PRAGMA integrity_check")
+        print(rows[0][0] if len(rows) == 1 else f"{len(rows)} problems, first: {rows[0][0]}")
+        conn.close()
+    else:
+        sys.exit(f"peer.py: unknown mode {mode}")
+
+
+if __name__ == "__main__":
+    main()
