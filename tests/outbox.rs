@@ -5,6 +5,9 @@
 #![allow(clippy::unwrap_used)]
 
 mod common;
+// The outbox shared with other programs (another SQLite, a corrupt file).
+#[path = "share.rs"]
+mod share;
 
 use common::*;
 use sluice::links::BrokerOptions;
