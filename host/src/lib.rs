@@ -30,6 +30,7 @@ pub mod daemon;
 pub mod demo;
 pub mod drain;
 pub mod engine;
+pub mod guard;
 pub mod linkstatus;
 pub mod metrics;
 pub mod replay;

@@ -1,20 +1,34 @@
 //! One tick of a policy — as a component or linked natively — marked in the
-//! trace when recording. The drain loop, the simulator and the benchmark's
-//! baseline all call a policy through this, so a trace reads the same
-//! whoever made it.
+//! trace when recording and held to the host's rules. The drain loop, the
+//! simulator and the benchmark's baseline all call a policy through this, so
+//! a trace reads the same whoever made it and no policy runs unguarded.
+//!
+//! The policy sees `Recorder<Guard<W>>`: the guard stands between it and the
+//! world, and the recorder above the guard writes what the policy saw, a
+//! refused call's `policy_violation` answer included, so a trace of a
+//! guarded tick replays exactly.
 
 use crate::engine::{LoadError, PolicyEngine, PolicyRunner, TickError};
-use crate::trace::{Recorder, TickResult};
+use crate::guard::Guard;
+use crate::trace::{Recorder, TickResult, TraceWriter};
 use sluice_policy::{ClaimSize, Settings, TickReport, World};
+
+/// The world a policy is given: guarded, then recorded.
+pub type Guarded<W> = Recorder<Guard<W>>;
+
+/// `world` under the guard and a recorder (writing to `writer`, if any).
+pub fn guarded<W: World>(world: W, writer: Option<TraceWriter>) -> Guarded<W> {
+    Recorder::new(Guard::new(world), writer)
+}
 
 /// A policy bound to its world.
 pub enum Runner<W: World + Send + 'static> {
     /// The policy as a WebAssembly component (what `sluice run` uses).
-    Component(Box<PolicyRunner<Recorder<W>>>),
+    Component(Box<PolicyRunner<Guarded<W>>>),
     /// The default policy crate linked natively (the benchmark's baseline,
     /// and fast property runs of the simulator).
     Native {
-        world: Box<Recorder<W>>,
+        world: Box<Guarded<W>>,
         settings: Settings,
         /// Carried from tick to tick, as the component carries its own.
         claim: ClaimSize,
@@ -22,9 +36,12 @@ pub enum Runner<W: World + Send + 'static> {
 }
 
 impl<W: World + Send + 'static> Runner<W> {
-    /// One export call `tick(now)`, marked in the trace when recording.
+    /// One export call `tick(now)`, marked in the trace when recording. A
+    /// tick in which the policy broke a rule fails with
+    /// [`TickError::Violation`], whatever the policy itself returned.
     pub fn tick(&mut self, now: i64) -> Result<TickReport, TickError> {
         self.recorder().begin_tick(now);
+        self.guard().begin_tick(now);
         let result = match self {
             Runner::Component(runner) => runner.tick(now),
             Runner::Native {
@@ -36,7 +53,10 @@ impl<W: World + Send + 'static> Runner<W> {
             }
         };
         self.recorder().end_tick(TickResult::of(&result));
-        result
+        match self.guard().end_tick() {
+            (breaches, dropped) if breaches.is_empty() && dropped == 0 => result,
+            (breaches, dropped) => Err(TickError::Violation { breaches, dropped }),
+        }
     }
 
     /// Moves the world onto `engine`'s policy (a hot swap); on failure the
@@ -51,15 +71,20 @@ impl<W: World + Send + 'static> Runner<W> {
         }
     }
 
-    pub fn recorder(&mut self) -> &mut Recorder<W> {
+    pub fn recorder(&mut self) -> &mut Guarded<W> {
         match self {
             Runner::Component(runner) => runner.world_mut(),
             Runner::Native { world, .. } => world,
         }
     }
 
-    /// The world under the recorder.
-    pub fn world(&mut self) -> &mut W {
+    /// The guard between the policy and the world.
+    pub fn guard(&mut self) -> &mut Guard<W> {
         &mut self.recorder().inner
+    }
+
+    /// The world under the guard and the recorder.
+    pub fn world(&mut self) -> &mut W {
+        &mut self.guard().inner
     }
 }

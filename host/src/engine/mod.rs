@@ -84,6 +84,24 @@ pub enum TickError {
     /// The guest trapped, ran out of time or memory; the instance was replaced.
     #[error("policy trapped: {0}")]
     Trap(String),
+    /// The policy broke the host's rules (`guard`): those calls were not
+    /// carried out. The tick counts as failed, like a trap.
+    #[error("{}", describe_breaches(.breaches, *.dropped))]
+    Violation {
+        /// The breaches in the order they happened (at most the guard keeps).
+        breaches: Vec<crate::guard::Breach>,
+        /// Further breaches of the tick, counted but not kept.
+        dropped: u64,
+    },
+}
+
+fn describe_breaches(breaches: &[crate::guard::Breach], dropped: u64) -> String {
+    let more = breaches.len().saturating_sub(1) as u64 + dropped;
+    match breaches.first() {
+        Some(first) if more > 0 => format!("policy_violation {first} (and {more} more)"),
+        Some(first) => format!("policy_violation {first}"),
+        None => "policy_violation".into(),
+    }
 }
 
 /// What identifies a loaded policy in logs, traces and the demo.

@@ -37,7 +37,7 @@ pub use world::SimWorld;
 
 use crate::drain::DrainOptions;
 use crate::engine::{LoadError, TickError};
-use crate::trace::{Header, Recorder};
+use crate::trace::Header;
 use invariants::{Checker, TickView};
 use rng::SimRng;
 use runner::{SimRunner, TraceBuffer};
@@ -124,7 +124,7 @@ impl Sim {
         );
         let header = Header::new(policy.policy_id(), policy.settings().to_vec());
         let (writer, trace) = runner::open_trace(sink, &header)?;
-        let runner = runner::bind(policy, Recorder::new(world, writer), settings)?;
+        let runner = runner::bind(policy, crate::runner::guarded(world, writer), settings)?;
         Ok(Sim {
             config,
             runner,
@@ -161,6 +161,17 @@ impl Sim {
         let result = self.runner.tick(now_ms);
         let world = self.runner.world();
         let journal = world.take_journal();
+        // The guard's rules are the simulator's invariants for what a tick
+        // sends and settles: a breach is the first violation of the tick.
+        if let Err(TickError::Violation { breaches, .. }) = &result
+            && let Some(breach) = breaches.first()
+        {
+            return Err(Violation {
+                tick: self.tick,
+                now_ms,
+                kind: ViolationKind::Guard(breach.clone()),
+            });
+        }
         let report = result.as_ref().ok().filter(|_| !journal.crashed);
         let meshes = world.broker.links.meshes();
         let view = TickView {
@@ -179,6 +190,7 @@ impl Sim {
         self.last = Some(result.as_ref().map(Clone::clone).map_err(|_| ()));
         let result = result.map_err(|e| match e {
             TickError::Policy(message) | TickError::Trap(message) => message,
+            violation @ TickError::Violation { .. } => violation.to_string(),
         });
         Ok(StepReport {
             tick: self.tick,

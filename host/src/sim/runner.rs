@@ -10,7 +10,7 @@
 use super::world::SimWorld;
 use crate::engine::{LoadError, PolicyEngine, PolicyMeta};
 use crate::runner::Runner;
-use crate::trace::{Header, PolicyId, Recorder, TraceWriter};
+use crate::trace::{Header, PolicyId, TraceWriter};
 use sluice_policy::Settings;
 use std::io::Write;
 use std::path::PathBuf;
@@ -113,8 +113,8 @@ pub fn open_trace(
     }
 }
 
-/// The world as the policy sees it: simulated, recorded when asked.
-pub type RecordedWorld = Recorder<SimWorld>;
+/// The world as the policy sees it: simulated, guarded, recorded when asked.
+pub type RecordedWorld = crate::runner::Guarded<SimWorld>;
 
 /// A policy bound to its simulated world.
 pub type SimRunner = Runner<SimWorld>;

@@ -5,6 +5,7 @@
 //! Owns: the names and messages. Not here: detecting them (`invariants`).
 
 use super::population::EPOCH_START_MS;
+use crate::guard::Breach;
 use sluice_policy::TimestampMs;
 use std::fmt;
 
@@ -35,30 +36,8 @@ pub enum ViolationKind {
         lease_end_ms: TimestampMs,
         tick_ms: TimestampMs,
     },
-    /// A row with a sender session went out over a daemon link.
-    SessionRowOverDaemon {
-        row: RowName,
-        session: String,
-        mesh: String,
-    },
-    /// A dispatch went over a link that is not the row's.
-    WrongLink {
-        row: RowName,
-        route: String,
-        expected: String,
-    },
-    /// A row with a defect or with some routing columns missing was sent.
-    MalformedRowSent { row: RowName, why: String },
-    /// A row the tick had not claimed (pending, done, dead) was dispatched.
-    DispatchedUnclaimedRow { row: RowName, status: &'static str },
     /// A row went out again with no failure or lost lease since it was accepted.
     ResentWithoutFailure { row: RowName, why: String },
-    /// A dispatch carried another client message id than its row.
-    ClientMessageIdChanged {
-        row: RowName,
-        row_cmid: String,
-        sent_cmid: String,
-    },
     /// A row was retried at or past the cap, or counts more attempts than allowed.
     AttemptsUnbounded {
         row: RowName,
@@ -71,14 +50,6 @@ pub enum ViolationKind {
         row: RowName,
         wait_ms: i64,
         cap_ms: i64,
-    },
-    /// A settle named a row this tick had not claimed, or named one twice.
-    SettledUnclaimedRow { rowid: i64, why: &'static str },
-    /// An outcome carried other attempts than the claim returned.
-    OutcomeAttemptsChanged {
-        row: RowName,
-        claimed: u32,
-        settled: u32,
     },
     /// A row claimed by a tick that finished normally is still inflight.
     ClaimNotSettled { row: RowName, attempts: u32 },
@@ -100,6 +71,8 @@ pub enum ViolationKind {
         reported: String,
         actual: String,
     },
+    /// The policy broke one of the host's rules: the guard refused the call.
+    Guard(Breach),
 }
 
 impl ViolationKind {
@@ -109,20 +82,14 @@ impl ViolationKind {
             ViolationKind::RowLost { .. } | ViolationKind::LeaseNotReclaimed { .. } => {
                 "no_row_lost"
             }
-            ViolationKind::SessionRowOverDaemon { .. } => "session_row_never_over_daemon",
-            ViolationKind::WrongLink { .. } => "route_matches_row",
-            ViolationKind::MalformedRowSent { .. } => "malformed_row_never_sent",
-            ViolationKind::DispatchedUnclaimedRow { .. } => "only_claimed_rows_dispatched",
             ViolationKind::ResentWithoutFailure { .. } => "resent_only_after_failure",
-            ViolationKind::ClientMessageIdChanged { .. } => "same_client_message_id",
             ViolationKind::AttemptsUnbounded { .. } => "attempts_bounded",
             ViolationKind::BackoffUnbounded { .. } => "backoff_bounded",
-            ViolationKind::SettledUnclaimedRow { .. } => "settle_only_own_claims",
-            ViolationKind::OutcomeAttemptsChanged { .. } => "outcome_carries_claimed_attempts",
             ViolationKind::ClaimNotSettled { .. } => "claim_settled_in_its_tick",
             ViolationKind::FinishedRowChanged { .. } => "finished_row_never_changes",
             ViolationKind::ExpiryMissed { .. } => "old_rows_expire",
             ViolationKind::ReportMismatch { .. } => "report_matches_tick",
+            ViolationKind::Guard(breach) => breach.rule.name(),
         }
     }
 }
@@ -145,43 +112,8 @@ impl fmt::Display for ViolationKind {
                 f,
                 "{row} is still inflight after a tick at {tick_ms} although its lease ran out at {lease_end_ms}: it was never reclaimed"
             ),
-            ViolationKind::SessionRowOverDaemon { row, session, mesh } => {
-                write!(
-                    f,
-                    "{row} has sender session {} but was dispatched over the daemon link of mesh {mesh:?}",
-                    short(session)
-                )
-            }
-            ViolationKind::WrongLink {
-                row,
-                route,
-                expected,
-            } => write!(
-                f,
-                "{row} was dispatched over {route}; it belongs on {expected}"
-            ),
-            ViolationKind::MalformedRowSent { row, why } => write!(
-                f,
-                "{row} was sent although {why}: it must die, never be broadcast"
-            ),
-            ViolationKind::DispatchedUnclaimedRow { row, status } => {
-                write!(
-                    f,
-                    "{row} was dispatched without being claimed in this tick (it is {status})"
-                )
-            }
             ViolationKind::ResentWithoutFailure { row, why } => {
                 write!(f, "{row} was sent again: {why}")
-            }
-            ViolationKind::ClientMessageIdChanged {
-                row,
-                row_cmid,
-                sent_cmid,
-            } => {
-                write!(
-                    f,
-                    "{row} has client_message_id {row_cmid:?} but went out as {sent_cmid:?}"
-                )
             }
             ViolationKind::AttemptsUnbounded {
                 row,
@@ -199,19 +131,6 @@ impl fmt::Display for ViolationKind {
                 write!(
                     f,
                     "{row} was retried {wait_ms} ms out, past the backoff cap of {cap_ms} ms"
-                )
-            }
-            ViolationKind::SettledUnclaimedRow { rowid, why } => {
-                write!(f, "the settle named rowid {rowid}, {why}")
-            }
-            ViolationKind::OutcomeAttemptsChanged {
-                row,
-                claimed,
-                settled,
-            } => {
-                write!(
-                    f,
-                    "{row} was claimed with {claimed} attempts but settled with {settled}"
                 )
             }
             ViolationKind::ClaimNotSettled { row, attempts } => write!(
@@ -241,6 +160,10 @@ impl fmt::Display for ViolationKind {
                     "the tick report says {field} = {reported}, but the tick did {actual}"
                 )
             }
+            ViolationKind::Guard(breach) => match &breach.row {
+                Some(row) => write!(f, "{row} {}", breach.detail),
+                None => write!(f, "{}", breach.detail),
+            },
         }
     }
 }
@@ -259,8 +182,3 @@ impl fmt::Display for Violation {
 }
 
 impl std::error::Error for Violation {}
-
-/// The first 12 characters of a session key, as the policy logs them.
-fn short(key: &str) -> String {
-    key.chars().take(12).collect()
-}

@@ -108,6 +108,8 @@ impl TickResult {
             Ok(report) => TickResult::Report(report.clone()),
             Err(crate::engine::TickError::Policy(e)) => TickResult::Error(e.clone()),
             Err(crate::engine::TickError::Trap(e)) => TickResult::Trap(e.clone()),
+            // The runner records the tick before it turns breaches into this.
+            Err(e @ crate::engine::TickError::Violation { .. }) => TickResult::Error(e.to_string()),
         }
     }
 }

@@ -4,8 +4,13 @@
 //! drainer, sends the broker accepted, how a finished row looked). Not here:
 //! the violation texts (`violation`), the tick itself (`Sim::step`).
 //!
-//! - `wire`: what went out — routes, malformed rows, resends, message ids.
-//! - `settle`: what the settle said, whether every claim got one, the report.
+//! - `wire`: what went out — never a row the broker already has.
+//! - `settle`: retries within bounds, whether every claim got one, the report.
+//!
+//! Which rows a tick may send and settle, over which link, with what
+//! content, are the guard's rules (`crate::guard`), not checked here: the
+//! simulator runs every policy under the guard and a breach is the tick's
+//! violation (`Sim::step`), so each rule has one copy.
 //! - `rows`: the table as it stands — no row lost, attempts bounded,
 //!   finished rows frozen, old rows expired.
 //!
@@ -92,8 +97,8 @@ impl Checker {
 
     pub fn check(&mut self, tick: &TickView<'_>) -> Result<(), ViolationKind> {
         let claims: BTreeMap<i64, u32> = tick.journal.claims.iter().copied().collect();
-        self.check_sends(tick, &claims)?;
-        self.check_settles(tick, &claims)?;
+        self.check_sends(tick)?;
+        self.check_settles(tick)?;
         self.check_claims_settled(tick, &claims)?;
         self.check_rows(tick)?;
         if let Some(report) = tick.report {

@@ -1,6 +1,7 @@
-//! What the settle said: only this tick's claims, each once, with the
-//! attempts its claim counted, never a retry past the cap or the backoff
-//! cap; every claim settled unless the drainer died; a report that agrees.
+//! What the settle said, beyond the guard's rules (this tick's claims only,
+//! each once, with the attempts its claim counted): never a retry past the
+//! cap or the backoff cap; every claim settled unless the drainer died; a
+//! report that agrees.
 
 use super::{Checker, TickView, name, unknown};
 use crate::sim::store::Status;
@@ -9,62 +10,41 @@ use sluice_policy::{SendResult, TickReport, Verdict};
 use std::collections::BTreeMap;
 
 impl Checker {
-    pub(super) fn check_settles(
-        &self,
-        tick: &TickView<'_>,
-        claims: &BTreeMap<i64, u32>,
-    ) -> Result<(), ViolationKind> {
-        let mut seen: BTreeMap<i64, ()> = BTreeMap::new();
+    /// Retries stay within the policy's own bounds. Which rows a settle may
+    /// name, and with what attempts, are the guard's rules.
+    pub(super) fn check_settles(&self, tick: &TickView<'_>) -> Result<(), ViolationKind> {
         for settle in &tick.journal.settles {
             for outcome in &settle.outcomes {
-                let Some(&claimed) = claims.get(&outcome.rowid) else {
-                    return Err(ViolationKind::SettledUnclaimedRow {
-                        rowid: outcome.rowid,
-                        why: "which this tick had not claimed",
-                    });
+                let Verdict::Retry {
+                    next_attempt_at, ..
+                } = &outcome.verdict
+                else {
+                    continue;
                 };
-                if seen.insert(outcome.rowid, ()).is_some() {
-                    return Err(ViolationKind::SettledUnclaimedRow {
-                        rowid: outcome.rowid,
-                        why: "a second time in one tick",
-                    });
-                }
                 let row = tick
                     .store
                     .get(outcome.rowid)
                     .map_or_else(|| unknown(outcome.rowid), name);
-                if outcome.attempts != claimed {
-                    return Err(ViolationKind::OutcomeAttemptsChanged {
+                let max = self.settings.max_attempts;
+                if outcome.attempts >= max {
+                    let why = "was retried although it had used every attempt";
+                    return Err(ViolationKind::AttemptsUnbounded {
                         row,
-                        claimed,
-                        settled: outcome.attempts,
+                        attempts: outcome.attempts,
+                        bound: max,
+                        why,
                     });
                 }
-                if let Verdict::Retry {
-                    next_attempt_at, ..
-                } = &outcome.verdict
-                {
-                    let max = self.settings.max_attempts;
-                    if outcome.attempts >= max {
-                        let why = "was retried although it had used every attempt";
-                        return Err(ViolationKind::AttemptsUnbounded {
-                            row,
-                            attempts: outcome.attempts,
-                            bound: max,
-                            why,
-                        });
-                    }
-                    let (wait_ms, cap_ms) = (
-                        next_attempt_at.saturating_sub(settle.at_ms),
-                        self.settings.backoff_cap_ms,
-                    );
-                    if wait_ms > cap_ms {
-                        return Err(ViolationKind::BackoffUnbounded {
-                            row,
-                            wait_ms,
-                            cap_ms,
-                        });
-                    }
+                let (wait_ms, cap_ms) = (
+                    next_attempt_at.saturating_sub(settle.at_ms),
+                    self.settings.backoff_cap_ms,
+                );
+                if wait_ms > cap_ms {
+                    return Err(ViolationKind::BackoffUnbounded {
+                        row,
+                        wait_ms,
+                        cap_ms,
+                    });
                 }
             }
         }

@@ -1,0 +1,246 @@
+//! The guard: the host's check of everything a policy does with the rows.
+//!
+//! A policy is code written elsewhere. The engine bounds its time and
+//! memory; the guard bounds what it means. [`Guard`] is a [`World`] that sits
+//! between the policy and the real world (under the recorder, so a trace
+//! holds what the policy saw) and looks at every import call of every tick,
+//! for the component and the natively linked policy alike:
+//!
+//! - a dispatch that breaks a rule is not written; the policy is told
+//!   `failed("policy_violation: <rule>")` for it;
+//! - an outcome that breaks a rule is not applied; its row stays inflight
+//!   until its lease returns it;
+//! - a store call with a time ahead of the host's is not made; it fails
+//!   with the same text.
+//!
+//! Every breach is kept until the tick ends ([`Guard::end_tick`]); the
+//! runner then fails the tick with them, and the drain counts it like a
+//! trap toward rollback. The rules themselves are pure (`rules`); the
+//! simulator's invariants for dispatches and outcomes are these same rules,
+//! reported under the same names. The contract's docs list them
+//! (`docs/guard.md`).
+
+mod breach;
+pub mod rules;
+
+pub use breach::{Breach, RowRef, Rule};
+
+use rules::Ledger;
+use sluice_policy::{
+    ClaimFilter, Dispatch, Level, MeshLink, Outcome, Row, SendResult, SessionState, TimestampMs,
+    World,
+};
+
+/// Breaches kept per tick; more are counted, not kept, so a policy that
+/// breaks a rule for every row of a large claim cannot grow memory.
+const BREACHES_KEPT_MAX: usize = 64;
+
+/// Wraps a world and holds every call of the policy to the rules.
+pub struct Guard<W> {
+    pub inner: W,
+    /// False only to measure what the guard costs (`sluice run --unguarded`
+    /// for the benchmark): every call passes through unchecked.
+    enabled: bool,
+    ledger: Ledger,
+    breaches: Vec<Breach>,
+    /// Breaches this tick beyond [`BREACHES_KEPT_MAX`].
+    breaches_dropped: u64,
+}
+
+impl<W: World> Guard<W> {
+    pub fn new(inner: W) -> Guard<W> {
+        Guard {
+            inner,
+            enabled: true,
+            ledger: Ledger::default(),
+            breaches: Vec::new(),
+            breaches_dropped: 0,
+        }
+    }
+
+    /// A guard that checks nothing: for measuring the guard's cost only.
+    pub fn disabled(inner: W) -> Guard<W> {
+        Guard {
+            enabled: false,
+            ..Guard::new(inner)
+        }
+    }
+
+    /// A tick starts at `now`: the rules forget the last one.
+    pub fn begin_tick(&mut self, now: TimestampMs) {
+        self.ledger.begin(now);
+        self.breaches.clear();
+        self.breaches_dropped = 0;
+    }
+
+    /// The breaches of the tick that ended, in the order they happened, and
+    /// how many more there were beyond those kept.
+    pub fn end_tick(&mut self) -> (Vec<Breach>, u64) {
+        (
+            std::mem::take(&mut self.breaches),
+            std::mem::take(&mut self.breaches_dropped),
+        )
+    }
+
+    fn breach(&mut self, breach: Breach) -> String {
+        let answer = breach.answer();
+        if self.breaches.len() < BREACHES_KEPT_MAX {
+            self.breaches.push(breach);
+        } else {
+            self.breaches_dropped += 1;
+        }
+        answer
+    }
+
+    fn store_time(&mut self, call: &str, now: TimestampMs) -> Result<(), String> {
+        match self.ledger.check_store_time(call, now) {
+            Ok(()) => Ok(()),
+            Err(breach) => Err(self.breach(breach)),
+        }
+    }
+}
+
+impl<W: World> World for Guard<W> {
+    fn claim_due(
+        &mut self,
+        now: TimestampMs,
+        limit: u32,
+        lease_ms: i64,
+        skip: &ClaimFilter,
+    ) -> Result<Vec<Row>, String> {
+        if !self.enabled {
+            return self.inner.claim_due(now, limit, lease_ms, skip);
+        }
+        self.store_time("store.claim-due", now)?;
+        let rows = self.inner.claim_due(now, limit, lease_ms, skip)?;
+        self.ledger.claimed(&rows, now, lease_ms);
+        Ok(rows)
+    }
+
+    fn settle(&mut self, outcomes: Vec<Outcome>) -> Result<u32, String> {
+        if !self.enabled {
+            return self.inner.settle(outcomes);
+        }
+        let mut allowed = Vec::with_capacity(outcomes.len());
+        for outcome in outcomes {
+            match self.ledger.check_outcome(&outcome) {
+                Ok(()) => {
+                    self.ledger.settling(outcome.rowid);
+                    allowed.push(outcome);
+                }
+                Err(breach) => {
+                    self.breach(breach);
+                }
+            }
+        }
+        if allowed.is_empty() {
+            return Ok(0);
+        }
+        self.inner.settle(allowed)
+    }
+
+    fn reclaim(&mut self, now: TimestampMs) -> Result<u32, String> {
+        if self.enabled {
+            self.store_time("store.reclaim", now)?;
+        }
+        self.inner.reclaim(now)
+    }
+
+    fn expire(&mut self, now: TimestampMs, cutoff: TimestampMs) -> Result<u32, String> {
+        if self.enabled {
+            self.store_time("store.expire", now)?;
+        }
+        self.inner.expire(now, cutoff)
+    }
+
+    fn next_due_at(&mut self, skip: &ClaimFilter) -> Result<Option<TimestampMs>, String> {
+        self.inner.next_due_at(skip)
+    }
+
+    fn mesh_links(&mut self) -> Vec<MeshLink> {
+        self.inner.mesh_links()
+    }
+
+    fn throttle(&mut self, mesh: &str) {
+        self.inner.throttle(mesh);
+    }
+
+    fn session_states(&mut self, pubkeys: Vec<String>) -> Vec<SessionState> {
+        self.inner.session_states(pubkeys)
+    }
+
+    fn send_batch(&mut self, dispatches: Vec<Dispatch>, ack_timeout_ms: u32) -> Vec<SendResult> {
+        if !self.enabled {
+            return self.inner.send_batch(dispatches, ack_timeout_ms);
+        }
+        let total = dispatches.len();
+        // Per dispatch, in order: the answer for a refused one, or None.
+        let mut refused: Vec<Option<String>> = Vec::with_capacity(total);
+        let mut allowed = Vec::with_capacity(total);
+        let mut slugs: Option<Vec<String>> = None;
+        for dispatch in dispatches {
+            let inner = &mut self.inner;
+            let mut meshes = || {
+                slugs
+                    .get_or_insert_with(|| inner.mesh_links().into_iter().map(|l| l.slug).collect())
+                    .clone()
+            };
+            match self
+                .ledger
+                .check_dispatch(&dispatch, ack_timeout_ms, &mut meshes)
+            {
+                Ok(()) => {
+                    refused.push(None);
+                    allowed.push(dispatch);
+                }
+                Err(breach) => {
+                    self.ledger.refused(dispatch.rowid);
+                    refused.push(Some(self.breach(breach)));
+                }
+            }
+        }
+        let rowids: Vec<i64> = allowed.iter().map(|d| d.rowid).collect();
+        let mut answers = if allowed.is_empty() {
+            Vec::new()
+        } else {
+            self.inner.send_batch(allowed, ack_timeout_ms)
+        }
+        .into_iter();
+        let mut rowids = rowids.into_iter();
+        refused
+            .into_iter()
+            .map(|refusal| match refusal {
+                Some(answer) => SendResult::Failed(answer),
+                None => {
+                    // A world that answered fewer results than dispatches:
+                    // the policy sees a failure, never a made-up success.
+                    let answer = answers
+                        .next()
+                        .unwrap_or_else(|| SendResult::Failed("host_returned_no_result".into()));
+                    if let Some(rowid) = rowids.next() {
+                        self.ledger.answered(rowid, &answer);
+                    }
+                    answer
+                }
+            })
+            .collect()
+    }
+
+    fn now(&mut self) -> TimestampMs {
+        let now = self.inner.now();
+        self.ledger.saw_time(now);
+        now
+    }
+
+    fn random_bytes(&mut self, len: u32) -> Vec<u8> {
+        let bytes = self.inner.random_bytes(len);
+        if self.enabled {
+            self.ledger.saw_random(&bytes);
+        }
+        bytes
+    }
+
+    fn log(&mut self, level: Level, event: &str, fields: Vec<(String, String)>) {
+        self.inner.log(level, event, fields);
+    }
+}
