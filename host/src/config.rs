@@ -122,6 +122,9 @@ pub struct Config {
     pub rollback_after_traps: u32,
     /// Golden traces every policy swapped in must replay clean (`--verify`).
     pub verify: Option<PathBuf>,
+    /// Run the policy without the host's guard (`sluice run --unguarded`,
+    /// hidden): only for measuring what the guard costs.
+    pub unguarded: bool,
 }
 
 /// Bounds on the poll interval: below, an idle drainer burns CPU; above, rows
@@ -248,6 +251,7 @@ impl Config {
             policy,
             rollback_after_traps,
             verify: None,
+            unguarded: false,
         })
     }
 }

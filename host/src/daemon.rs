@@ -5,8 +5,12 @@
 
 use crate::config::Config;
 use crate::control::{self, ControlServer, LoadRequest};
-use crate::drain::{Drain, DrainOptions, Runner, Signal, Signals, TickObserver, TickTimer, Totals};
+use crate::drain::{
+    Drain, DrainOptions, Runner, Signal, Signals, TickObserver, TickTimer, Totals,
+    ViolationObserver,
+};
 use crate::engine::{PolicyEngine, PolicyMeta};
+use crate::guard::Guard;
 use crate::linkstatus;
 use crate::swap::{Audit, PolicySlot};
 use crate::trace::{Header, PolicyId, Recorder, TraceWriter};
@@ -143,10 +147,13 @@ impl Daemon {
             } else {
                 None
             };
-            let world = Recorder::new(
-                HostWorld::new(Arc::clone(&store), links.clone(), runtime.handle().clone()),
-                writer,
-            );
+            let host = HostWorld::new(Arc::clone(&store), links.clone(), runtime.handle().clone());
+            let guard = if config.unguarded {
+                Guard::disabled(host)
+            } else {
+                Guard::new(host)
+            };
+            let world = Recorder::new(guard, writer);
             let runner = match slot.as_ref().and_then(|slot| slot.live()) {
                 Some((_, engine)) => Runner::Component(Box::new(engine.runner(world)?)),
                 None => Runner::Native {
@@ -235,6 +242,13 @@ impl Daemon {
     pub fn observe_settles(&mut self, observer: &SettleObserver) {
         for drain in &mut self.drains {
             drain.runner_mut().world().on_settle = Some(Arc::clone(observer));
+        }
+    }
+
+    /// Tells `observer` the breaches of every loop's ticks.
+    pub fn observe_violations(&mut self, observer: &ViolationObserver) {
+        for drain in &mut self.drains {
+            drain.observe_violations(Arc::clone(observer));
         }
     }
 

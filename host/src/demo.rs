@@ -76,6 +76,7 @@ pub fn run(normal: u32, record: Option<&std::path::Path>) -> anyhow::Result<Demo
         derived_session_ids: vec![false],
         rollback_after_traps: crate::swap::ROLLBACK_AFTER_DEFAULT,
         verify: None,
+        unguarded: false,
         poll_interval: Duration::from_millis(100),
         batches_in_flight: 2,
         policy: Vec::new(),

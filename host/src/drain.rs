@@ -6,10 +6,12 @@
 //! Sluice) or a stop signal cuts the sleep short. A stop lets the current
 //! tick finish, so no row is left claimed.
 
-use crate::engine::TickError;
+use crate::engine::{PolicyMeta, TickError};
+use crate::guard::{Breach, Rule};
 use crate::swap::{AfterTrap, PolicySlot};
 use crate::world::{HostWorld, now_ms};
 use sluice_policy::TickReport;
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
@@ -123,6 +125,10 @@ pub type TickObserver = Box<dyn FnMut(&TickReport) + Send>;
 /// Called after every tick, failed ones too, with how long it took (metrics).
 pub type TickTimer = Box<dyn FnMut(Duration) + Send>;
 
+/// Called after a tick in which the policy broke the host's rules: the
+/// policy, the breaches kept, and how many more were only counted.
+pub type ViolationObserver = Arc<dyn Fn(&PolicyMeta, &[Breach], u64) + Send + Sync>;
+
 pub struct Drain {
     runner: Runner,
     options: DrainOptions,
@@ -137,6 +143,10 @@ pub struct Drain {
     /// The process's live policy and the generation this loop's runner was
     /// built from; None for a policy that cannot be swapped.
     slot: Option<(Arc<PolicySlot>, u64)>,
+    /// The policy this loop's runner runs, for the violation reports.
+    policy: PolicyMeta,
+    /// Told every tick's breaches of the host's rules (status, metrics).
+    violations: Vec<ViolationObserver>,
 }
 
 impl Drain {
@@ -150,7 +160,14 @@ impl Drain {
             timer: None,
             siblings: Signals::default(),
             slot: None,
+            policy: PolicyMeta::native(),
+            violations: Vec::new(),
         }
+    }
+
+    /// Tells `observer` the breaches of every tick that broke a rule.
+    pub fn observe_violations(&mut self, observer: ViolationObserver) {
+        self.violations.push(observer);
     }
 
     /// Follows `slot`: each tick starts on whatever policy is live in it.
@@ -158,6 +175,7 @@ impl Drain {
         let generation = slot.generation();
         if let Some((_, engine)) = slot.live() {
             self.runner.world().decided_by = Some(engine.meta().sha256.clone());
+            self.policy = engine.meta().clone();
         }
         self.slot = Some((slot, generation));
     }
@@ -196,7 +214,7 @@ impl Drain {
         }
         if let (Some((slot, _)), Some(generation)) = (&self.slot, generation) {
             match &result {
-                Ok(_) => slot.tick_ok(generation),
+                Ok(report) => slot.tick_ok(generation, report.claimed > 0),
                 Err(TickError::Trap(cause)) => {
                     if let AfterTrap::RolledBack { .. } | AfterTrap::Halted(_) =
                         slot.tick_trapped(generation, cause)
@@ -204,8 +222,22 @@ impl Drain {
                         self.siblings.send(Signal::Wake);
                     }
                 }
+                Err(TickError::Violation { breaches, .. }) => {
+                    let first = breaches
+                        .first()
+                        .map_or_else(String::new, ToString::to_string);
+                    let cause = format!("policy_violation {first}");
+                    if let AfterTrap::RolledBack { .. } | AfterTrap::Halted(_) =
+                        slot.tick_trapped(generation, &cause)
+                    {
+                        self.siblings.send(Signal::Wake);
+                    }
+                }
                 Err(TickError::Policy(_)) => {}
             }
+        }
+        if let Err(TickError::Violation { breaches, dropped }) = &result {
+            self.report_violations(breaches, *dropped);
         }
         match result {
             Ok(report) => {
@@ -220,11 +252,48 @@ impl Drain {
                 let store = &self.runner.world().store;
                 if let Some(message) = store.corrupt_report() {
                     tracing::error!(target: "sluice", "outbox_corrupt {message}");
+                } else if matches!(error, TickError::Violation { .. }) {
+                    // Logged by rule in `report_violations`.
                 } else if store.corrupt().is_none() {
                     tracing::warn!(target: "sluice::policy", "drain_tick_failed err={error}");
                 }
                 Err(error)
             }
+        }
+    }
+
+    /// One `policy_violation` line per rule broken in the tick, naming the
+    /// rule, the first row and the policy's hash; then the observers.
+    fn report_violations(&mut self, breaches: &[Breach], dropped: u64) {
+        let sha256 = &self.policy.sha256;
+        let mut by_rule: BTreeMap<Rule, (&Breach, u64)> = BTreeMap::new();
+        for breach in breaches {
+            by_rule.entry(breach.rule).or_insert((breach, 0)).1 += 1;
+        }
+        let mut counted = Vec::with_capacity(by_rule.len());
+        for (rule, (first, count)) in &by_rule {
+            let row = first
+                .row
+                .as_ref()
+                .map_or_else(|| "-".to_string(), ToString::to_string);
+            counted.push((
+                rule.name().to_string(),
+                *count,
+                row.clone(),
+                first.detail.clone(),
+            ));
+            tracing::error!(target: "sluice", rule = rule.name(), policy = %sha256, "policy_violation rule={rule} count={count} row=\"{row}\" policy={} {} sha256={sha256}: the call was refused: {}", self.policy.name, self.policy.version, first.detail);
+        }
+        if dropped > 0 {
+            tracing::error!(target: "sluice", policy = %sha256, "policy_violation: {dropped} more breaches in the same tick were counted but not kept");
+        }
+        // For `sluice status`, per policy and rule, beside the policy history.
+        let store = &self.runner.world().store;
+        if let Err(e) = store.record_violations(sha256, &counted, now_ms()) {
+            tracing::warn!(target: "sluice", "could not count the violations in the outbox: {e}");
+        }
+        for observer in &self.violations {
+            observer(&self.policy, breaches, dropped);
         }
     }
 
@@ -243,6 +312,7 @@ impl Drain {
                 Ok(()) => {
                     *current = generation;
                     self.runner.world().decided_by = Some(engine.meta().sha256.clone());
+                    self.policy = engine.meta().clone();
                     tracing::info!(target: "sluice", generation, "policy_running {} {}", engine.meta().name, engine.meta().version);
                 }
                 Err(e) => {

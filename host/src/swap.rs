@@ -111,17 +111,23 @@ impl PolicySlot {
         meta
     }
 
-    /// A tick of `generation` completed: the policy is good.
-    pub fn tick_ok(&self, generation: u64) {
+    /// A tick of `generation` completed: the policy can run. Only a tick
+    /// that claimed rows (`worked`) clears the count of failed ticks: a
+    /// policy that traps or breaks the rules whenever it has rows, and idles
+    /// cleanly in between, is still rolled back.
+    pub fn tick_ok(&self, generation: u64, worked: bool) {
         if generation != self.generation() {
             return;
         }
         let mut state = self.lock();
         state.live_proven = true;
-        state.traps_in_a_row = 0;
+        if worked {
+            state.traps_in_a_row = 0;
+        }
     }
 
-    /// A tick of `generation` trapped (or ran out of time or memory).
+    /// A tick of `generation` trapped (or ran out of time or memory), or
+    /// broke the host's rules (`cause` then starts with `policy_violation`).
     pub fn tick_trapped(&self, generation: u64, cause: &str) -> AfterTrap {
         if generation != self.generation() {
             // A trap of a policy already replaced counts for nothing.
@@ -133,8 +139,14 @@ impl PolicySlot {
             return AfterTrap::Retry;
         }
         let from = state.live.meta().clone();
+        // A breach of the host's rules counts like a trap; say which it was.
+        let failed = if cause.starts_with("policy_violation") {
+            "failed (trapped or broke the host's rules)"
+        } else {
+            "trapped"
+        };
         let why = format!(
-            "{} {} trapped {} ticks in a row (last: {cause})",
+            "{} {} {failed} {} ticks in a row (last: {cause})",
             from.name, from.version, state.traps_in_a_row
         );
         match state.last_good.take() {

@@ -2,7 +2,9 @@
 //! which rows.
 //!
 //! Owns: the `sluice_policy_history` table (one row per policy that went
-//! live: its hash, name, version, source, when and why) and the summary of
+//! live: its hash, name, version, source, when and why), the
+//! `sluice_policy_violations` table (what the host's guard refused of each
+//! policy, counted by rule), and the summary of
 //! the audit columns `decided_by`/`decided_at` that `settle_by` fills. Not
 //! here: deciding when a policy goes live (the host).
 
@@ -32,7 +34,78 @@ pub struct DecidedBy {
     pub rows: u64,
 }
 
+/// Breaches of one rule by one policy, as the host's guard counted them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ViolationCount {
+    pub sha256: String,
+    /// The policy's name and version when the history knows them.
+    pub policy: Option<String>,
+    pub rule: String,
+    pub count: u64,
+    pub last_at: i64,
+    /// The row of the latest breach (`row 7 (id m-7)`, or `-`).
+    pub last_row: String,
+    pub last_detail: String,
+}
+
 impl Outbox {
+    /// Adds to the violation counts of policy `sha256`: per rule, how many
+    /// breaches, and the row and sentence of the latest, at `at` (ms).
+    pub fn record_violations(
+        &mut self,
+        sha256: &str,
+        breaches: &[(String, u64, String, String)],
+        at: i64,
+    ) -> Result<(), StoreError> {
+        self.write("counting a policy's violations", |tx, path| {
+            let mut stmt = tx
+                .prepare_cached(
+                    "INSERT INTO sluice_policy_violations (sha256, rule, count, last_at, last_row, last_detail)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                     ON CONFLICT (sha256, rule) DO UPDATE SET count = count + excluded.count,
+                        last_at = excluded.last_at, last_row = excluded.last_row,
+                        last_detail = excluded.last_detail",
+                )
+                .map_err(sqlite(path, "counting violations"))?;
+            for (rule, count, row, detail) in breaches {
+                let count = i64::try_from(*count).unwrap_or(i64::MAX);
+                stmt.execute(params![sha256, rule, count, at, row, detail])
+                    .map_err(sqlite(path, "counting violations"))?;
+            }
+            Ok(())
+        })
+    }
+
+    /// Every policy's violation counts, the latest first.
+    pub fn policy_violations(&mut self) -> Result<Vec<ViolationCount>, StoreError> {
+        let map = sqlite(&self.path, "reading the policy violations");
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT v.sha256, v.rule, v.count, v.last_at, v.last_row, v.last_detail,
+                    (SELECT h.name || ' ' || h.version FROM sluice_policy_history h
+                     WHERE h.sha256 = v.sha256 ORDER BY h.id DESC LIMIT 1)
+                 FROM sluice_policy_violations v ORDER BY v.last_at DESC, v.rule",
+            )
+            .map_err(&map)?;
+        let counts = stmt
+            .query_map([], |r| {
+                Ok(ViolationCount {
+                    sha256: r.get(0)?,
+                    rule: r.get(1)?,
+                    count: u64::try_from(r.get::<_, i64>(2)?).unwrap_or(0),
+                    last_at: r.get(3)?,
+                    last_row: r.get(4)?,
+                    last_detail: r.get(5)?,
+                    policy: r.get(6)?,
+                })
+            })
+            .map_err(&map)?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(&map)?;
+        Ok(counts)
+    }
+
     /// Appends a policy to the history.
     pub fn record_policy(&mut self, event: &PolicyEvent) -> Result<(), StoreError> {
         self.write("recording a policy in the history", |tx, path| {

@@ -45,7 +45,7 @@ pub use checkpoint::{CHECKPOINT_INTERVAL, Checkpointer, WAL_FRAMES_NUDGE};
 pub use claim::CLAIM_ROWS_MAX;
 pub use enqueue::NewRow;
 pub use error::StoreError;
-pub use history::{DecidedBy, PolicyEvent};
+pub use history::{DecidedBy, PolicyEvent, ViolationCount};
 pub use outbox::{BUSY_TIMEOUT, Outbox, SQLITE_MIN_SAFE, has_wal_reset_bug, sqlite_version};
 pub use report::{RowState, STATUSES, StatusReport};
 pub use schema::{AUDIT_COLUMNS, BASE_COLUMNS, LATER_COLUMNS};

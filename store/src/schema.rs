@@ -57,6 +57,19 @@ pub(crate) const CREATE_POLICY_HISTORY: &str = "CREATE TABLE IF NOT EXISTS sluic
     reason TEXT NOT NULL
 )";
 
+/// What the host's guard refused of each policy: a count per policy and
+/// rule, with the latest breach (`sluice status`).
+pub(crate) const CREATE_POLICY_VIOLATIONS: &str =
+    "CREATE TABLE IF NOT EXISTS sluice_policy_violations (
+    sha256 TEXT NOT NULL,
+    rule TEXT NOT NULL,
+    count INTEGER NOT NULL,
+    last_at INTEGER NOT NULL,
+    last_row TEXT NOT NULL,
+    last_detail TEXT NOT NULL,
+    PRIMARY KEY (sha256, rule)
+)";
+
 /// The table of a new file, column for column as in DESIGN.md.
 pub(crate) const CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS outbox (
     id TEXT PRIMARY KEY,
@@ -183,6 +196,7 @@ pub(crate) fn migrate(conn: &Connection, shape: &Shape, path: &Path) -> Result<(
         }
     }
     conn.execute_batch(CREATE_POLICY_HISTORY).map_err(&map)?;
+    conn.execute_batch(CREATE_POLICY_VIOLATIONS).map_err(&map)?;
     conn.execute_batch(CREATE_INDEXES).map_err(&map)
 }
 

@@ -201,6 +201,20 @@ impl SharedOutbox {
         .map(|(_, n)| n)
     }
 
+    /// Counts a policy's breaches of the host's rules, as
+    /// [`Outbox::record_violations`].
+    pub fn record_violations(
+        &self,
+        sha256: &str,
+        breaches: &[(String, u64, String, String)],
+        at: TimestampMs,
+    ) -> Result<(), StoreError> {
+        self.turn(Kind::Sweep, usize::MAX, |outbox, _| {
+            Ok((0, outbox.record_violations(sha256, breaches, at)?))
+        })
+        .map(|_| ())
+    }
+
     /// A read on the write connection (no turn, no gap: reads never block a
     /// writer in WAL mode).
     pub fn read<R>(

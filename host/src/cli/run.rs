@@ -26,6 +26,10 @@ pub struct RunArgs {
     /// benchmark's baseline).
     #[arg(long, hide = true, conflicts_with = "policy")]
     native_policy: bool,
+    /// Run the policy without the host's guard over its rows: only for
+    /// measuring what the guard costs (the benchmark). Never in production.
+    #[arg(long, hide = true)]
+    unguarded: bool,
     /// Write every call of the policy to this trace file.
     #[arg(long, value_name = "FILE")]
     record: Option<PathBuf>,
@@ -54,6 +58,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
     super::init_logging("info");
     let mut config = Config::load(&args.config)?;
     config.verify = args.verify.clone();
+    config.unguarded = args.unguarded;
     let policy = match (&args.policy, args.native_policy) {
         (Some(path), _) => PolicyChoice::File(path.clone()),
         (None, true) => PolicyChoice::Native,

@@ -109,6 +109,22 @@ fn print_policies(outbox: &mut Outbox) -> anyhow::Result<()> {
             event.reason
         );
     }
+    let violations = outbox.policy_violations()?;
+    if !violations.is_empty() {
+        println!("calls the guard refused, by policy and rule (`policy_violation` in the log):");
+        for v in violations {
+            println!(
+                "  {:>7}  {:<34} {} ({}…), last {} ago: {} {}",
+                v.count,
+                v.rule,
+                v.policy.as_deref().unwrap_or("unknown policy"),
+                v.sha256.chars().take(12).collect::<String>(),
+                human_age(now - v.last_at),
+                v.last_row,
+                v.last_detail
+            );
+        }
+    }
     let decided = outbox.decided_since(now - DECIDED_WINDOW_MS)?;
     if !decided.is_empty() {
         println!("rows decided in the last hour:");

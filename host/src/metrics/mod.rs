@@ -18,7 +18,10 @@ pub use scrape::Scrape;
 pub use serve::{bind, spawn};
 
 use crate::daemon::Daemon;
+use crate::drain::ViolationObserver;
 use crate::drain::{TickObserver, TickTimer};
+use crate::engine::PolicyMeta;
+use crate::guard::Breach;
 use crate::world::SettleObserver;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -82,6 +85,14 @@ struct LinkLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ViolationLabels {
+    /// The policy's name and version.
+    policy: String,
+    sha256: String,
+    rule: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct PolicyLabels {
     name: String,
     version: String,
@@ -102,6 +113,7 @@ pub struct Metrics {
     settled_per_second: FloatGauge,
     link_state: Family<LinkLabels, Gauge>,
     policy_info: Family<PolicyLabels, Gauge>,
+    violations: Family<ViolationLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -125,6 +137,7 @@ impl Metrics {
             settled_per_second: FloatGauge::default(),
             link_state: Family::default(),
             policy_info: Family::default(),
+            violations: Family::default(),
         };
         // Zero from the start, so `rate()` and `increase()` see the first one.
         for verdict in VERDICTS {
@@ -186,10 +199,31 @@ impl Metrics {
             "The live policy: always 1, its name, version and sha256 as labels",
             metrics.policy_info.clone(),
         );
+        registry.register(
+            "policy_violations",
+            "Calls of a policy the host's guard refused, by policy and rule",
+            metrics.violations.clone(),
+        );
         Metrics {
             registry,
             ..metrics
         }
+    }
+
+    /// Counts each tick's breaches of the host's rules, by policy and rule.
+    pub fn violation_observer(&self) -> ViolationObserver {
+        let violations = self.violations.clone();
+        Arc::new(move |meta: &PolicyMeta, breaches: &[Breach], _dropped| {
+            for breach in breaches {
+                violations
+                    .get_or_create(&ViolationLabels {
+                        policy: format!("{} {}", meta.name, meta.version),
+                        sha256: meta.sha256.clone(),
+                        rule: breach.rule.name(),
+                    })
+                    .inc();
+            }
+        })
     }
 
     /// Counts each tick's verdicts and settled rows.
@@ -261,6 +295,7 @@ impl Metrics {
         daemon.observe(|| self.tick_observer());
         daemon.time_ticks(|| self.tick_timer());
         daemon.observe_settles(&self.settle_observer());
+        daemon.observe_violations(&self.violation_observer());
         let scrape = Scrape::new(Arc::clone(self), daemon, outbox)?;
         spawn(&daemon.runtime(), listener, Arc::new(scrape))
     }
