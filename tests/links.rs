@@ -13,24 +13,6 @@ use sluice::store::NewRow;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-/// A session's `[[session]]` table for mesh alpha, from a one-byte seed.
-fn session_toml(seed: u8) -> (String, String) {
-    let key = MemberKey::from_seed([seed; 32]);
-    let public = key.public_hex();
-    let table = format!(
-        "[[session]]\nmesh = \"{MESH}\"\nsession_id = \"session-{seed}\"\npublic_key = \"{public}\"\nsecret_key = \"{}{public}\"\n",
-        hex::encode([seed; 32])
-    );
-    (public, table)
-}
-
-fn session_row(id: &str, pubkey: &str) -> NewRow {
-    NewRow {
-        sender_session_pubkey: Some(pubkey.to_string()),
-        ..routed(id, "@peer")
-    }
-}
-
 /// (id → (status, attempts)) of every row.
 fn rows(setup: &Setup) -> BTreeMap<String, (String, u32)> {
     let conn = rusqlite::Connection::open(&setup.outbox).unwrap();

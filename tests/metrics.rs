@@ -9,26 +9,9 @@ use common::*;
 use prometheus_parse::{Sample, Scrape, Value};
 use sluice::links::BrokerOptions;
 use sluice::store::NewRow;
-use std::io::{Read as _, Write as _};
-use std::net::TcpStream;
 use std::time::Duration;
 
 const GOOD_ROWS: usize = 20;
-
-/// (status line, body) of `GET path` on `address`.
-fn get(address: &str, path: &str) -> std::io::Result<(String, String)> {
-    let mut stream = TcpStream::connect(address)?;
-    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: {address}\r\nAccept: text/plain\r\n\r\n"
-    )?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response)?;
-    let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
-    let status = head.lines().next().unwrap_or_default().to_string();
-    Ok((status, body.to_string()))
-}
 
 fn parse(body: &str) -> Scrape {
     Scrape::parse(body.lines().map(|line| Ok(line.to_string()))).unwrap()
@@ -46,11 +29,6 @@ fn value(scrape: &Scrape, metric: &str, labels: &[(&str, &str)]) -> Option<f64> 
             Value::Counter(v) | Value::Gauge(v) | Value::Untyped(v) => *v,
             other => panic!("{metric} is not a single value: {other:?}"),
         })
-}
-
-fn free_address() -> String {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.local_addr().unwrap().to_string()
 }
 
 #[test]

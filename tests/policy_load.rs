@@ -15,7 +15,7 @@ use sluice::cli::policy_check::{CheckArgs, check};
 use sluice::engine::{
     CONTRACT, CacheStatus, DEFAULT_POLICY_WASM, LoadError, PolicyCache, PolicyEngine,
 };
-use sluice::validate::validate;
+use sluice::validate::{BRIEF_SIM_ROWS, BRIEF_SIM_SEEDS, simulate_briefly, validate};
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -377,4 +377,53 @@ fn policy_check_exits_0_when_all_pass_and_1_otherwise() {
         })
         .is_err()
     );
+}
+
+/// `policy check`'s short simulation runs the candidate under the host's
+/// guard: each lie of the faulty policy is refused, naming the rule it
+/// broke, while the default and the faulty build with no fault pass.
+#[test]
+fn policy_check_refuses_each_lie_naming_its_rule() {
+    let faulty = std::fs::read(FAULTY).unwrap();
+    let load = |fault: &str| {
+        let settings = vec![("fault".to_string(), fault.to_string())];
+        PolicyEngine::load("faulty", &faulty, settings).unwrap()
+    };
+    let lies = [
+        (
+            "session_over_daemon",
+            &["session_row_never_over_daemon"][..],
+        ),
+        ("done_without_send", &["done_only_after_accept"]),
+        ("broadcast_direct", &["content_matches_row"]),
+        ("tamper_ciphertext", &["content_matches_row"]),
+        (
+            "foreign_rowid",
+            &["only_claimed_rows_dispatched", "settle_only_own_claims"],
+        ),
+        ("double_send", &["one_dispatch_per_row"]),
+    ];
+    for (fault, rules) in lies {
+        let refused = simulate_briefly(&load(fault)).unwrap_err();
+        assert!(
+            rules
+                .iter()
+                .any(|rule| refused.contains(&format!("`{rule}`"))),
+            "{fault}: {refused}"
+        );
+        let setting = format!("fault={fault}");
+        assert_eq!(
+            check_file(Path::new(FAULTY), None, &[&setting]),
+            ExitCode::from(1),
+            "{fault}"
+        );
+    }
+    let brief = simulate_briefly(&load("none")).unwrap();
+    assert_eq!(
+        brief.done + brief.dead,
+        (BRIEF_SIM_SEEDS * u64::from(BRIEF_SIM_ROWS)) as usize,
+        "every row of every seed finished"
+    );
+    let default = PolicyEngine::load_default(vec![]).unwrap();
+    assert!(simulate_briefly(&default).is_ok());
 }

@@ -1,11 +1,16 @@
 //! Hot swapping a running drainer's policy: the watched file, `sluice
 //! policy load`, validation that keeps a bad candidate out, rollback of a
-//! policy that traps, and the audit trail in the outbox.
+//! policy that traps or breaks the host's rules (`guard`), and the audit
+//! trail in the outbox.
 
 // Test code fails loudly: an unwrap here is an assertion.
 #![allow(clippy::unwrap_used)]
 
 mod common;
+
+// The guard's refusals, which end in a rollback.
+#[path = "guard.rs"]
+mod guard;
 
 use common::*;
 use sluice::links::BrokerOptions;

@@ -25,7 +25,23 @@ pub enum Fault {
     NeverDead,
     /// Leaves the first row of every settle out.
     ForgetSettle,
+    /// Answers the first dispatch of every batch `accepted` itself, without
+    /// sending it: the row would be marked done, and its message lost.
+    DoneWithoutSend,
+    /// Sends every routed row to `*`: a direct message broadcast to the mesh.
+    BroadcastDirect,
+    /// Sends each routed row with another row's ciphertext (or a changed
+    /// one, alone in its batch).
+    TamperCiphertext,
+    /// Sends the first row of every batch under a rowid it never claimed,
+    /// and settles that rowid too.
+    ForeignRowid,
+    /// Sends the first row of every batch twice.
+    DoubleSend,
 }
+
+/// The rowid `ForeignRowid` uses for a row it claimed: never one it claimed.
+const FOREIGN_ROWID_OFFSET: i64 = 1 << 40;
 
 impl Fault {
     pub fn parse(value: &str) -> Result<Fault, String> {
@@ -38,6 +54,11 @@ impl Fault {
             "session_over_daemon" => Fault::SessionOverDaemon,
             "never_dead" => Fault::NeverDead,
             "forget_settle" => Fault::ForgetSettle,
+            "done_without_send" => Fault::DoneWithoutSend,
+            "broadcast_direct" => Fault::BroadcastDirect,
+            "tamper_ciphertext" => Fault::TamperCiphertext,
+            "foreign_rowid" => Fault::ForeignRowid,
+            "double_send" => Fault::DoubleSend,
             other => return Err(format!("unknown fault {other:?}")),
         })
     }
@@ -83,6 +104,11 @@ impl<W: World> World for Faulty<W> {
         match self.fault {
             Fault::ForgetSettle if !outcomes.is_empty() => {
                 outcomes.remove(0);
+            }
+            Fault::ForeignRowid if !outcomes.is_empty() => {
+                let mut foreign = outcomes[0].clone();
+                foreign.rowid += FOREIGN_ROWID_OFFSET;
+                outcomes.push(foreign);
             }
             Fault::NeverDead => {
                 for o in &mut outcomes {
@@ -137,6 +163,43 @@ impl<W: World> World for Faulty<W> {
                         d.route = policy::Route::Daemon(mesh.clone());
                     }
                 }
+            }
+            Fault::BroadcastDirect => {
+                for d in &mut dispatches {
+                    d.target_spec = "*".into();
+                }
+            }
+            Fault::TamperCiphertext => {
+                if dispatches.len() > 1 {
+                    let first = dispatches[0].ciphertext.clone();
+                    let n = dispatches.len();
+                    for i in 0..n - 1 {
+                        dispatches[i].ciphertext = dispatches[i + 1].ciphertext.clone();
+                    }
+                    dispatches[n - 1].ciphertext = first;
+                }
+                // Rows with the same ciphertext, or alone in the batch.
+                for d in &mut dispatches {
+                    d.ciphertext.push_str("AAAA");
+                }
+            }
+            Fault::ForeignRowid if !dispatches.is_empty() => {
+                dispatches[0].rowid += FOREIGN_ROWID_OFFSET;
+            }
+            Fault::DoubleSend if !dispatches.is_empty() => {
+                let again = dispatches[0].clone();
+                dispatches.insert(1, again);
+                let mut results = self.inner.send_batch(dispatches, ack_timeout_ms);
+                // The policy expects one result per dispatch it asked for.
+                results.remove(1);
+                return results;
+            }
+            Fault::DoneWithoutSend if !dispatches.is_empty() => {
+                let skipped = dispatches.remove(0);
+                let mut results = self.inner.send_batch(dispatches, ack_timeout_ms);
+                let made_up = format!("made-up-{}", skipped.rowid);
+                results.insert(0, policy::SendResult::Accepted(made_up));
+                return results;
             }
             _ => {}
         }

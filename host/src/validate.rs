@@ -2,13 +2,16 @@
 //! `sluice policy check`.
 //!
 //! Owns: loading a candidate with its settings (the contract by name and by
-//! shape, `info()`, `configure()`; see [`crate::engine`]) and replaying a
+//! shape, `info()`, `configure()`; see [`crate::engine`]), replaying a
 //! directory of recorded traces against it, each with the settings it was
-//! recorded with. Not here: deciding what to do with a refused candidate
-//! (the hot swap), or printing (`cli::policy_check`).
+//! recorded with, and a short seeded simulation under the host's guard and
+//! the simulator's invariants ([`simulate_briefly`], for `sluice policy
+//! check`). Not here: deciding what to do with a refused candidate (the hot
+//! swap), or printing (`cli::policy_check`).
 
 use crate::engine::PolicyEngine;
 use crate::replay::{ReplaySummary, replay};
+use crate::sim::{Profile, Sim, SimConfig, SimPolicy, Stop, TraceSink};
 use crate::trace::Trace;
 use std::path::{Path, PathBuf};
 
@@ -109,4 +112,58 @@ fn replay_one(engine: &PolicyEngine, path: &Path) -> Result<ReplaySummary, Strin
         Ok(Err(divergence)) => Err(format!("diverged at {divergence}")),
         Err(e) => Err(format!("cannot replay: {e:#}")),
     }
+}
+
+/// The seeds, rows and profile of the short simulation: rows of every kind
+/// (routed, session, legacy, malformed) under the mixed faults, a few
+/// seeds, a fraction of a second each.
+pub const BRIEF_SIM_SEEDS: u64 = 3;
+pub const BRIEF_SIM_ROWS: u32 = 150;
+pub const BRIEF_SIM_PROFILE: &str = "mixed";
+/// Ticks per seed before a run counts as stuck.
+const BRIEF_SIM_TICKS_MAX: u64 = 20_000;
+
+/// What the short simulation found: every seed held every rule and invariant.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BriefSim {
+    pub seeds: u64,
+    pub rows: u32,
+    pub ticks: u64,
+    pub done: usize,
+    pub dead: usize,
+}
+
+/// Runs `engine` (with its own settings) in the simulator for
+/// [`BRIEF_SIM_SEEDS`] seeds of [`BRIEF_SIM_ROWS`] rows: every call under the
+/// host's guard, every tick's invariants checked. Err names the rule or
+/// invariant broken first, the seed and the tick, and how to see it again.
+pub fn simulate_briefly(engine: &PolicyEngine) -> Result<BriefSim, String> {
+    let profile = Profile::named(BRIEF_SIM_PROFILE).map_err(|e| e.to_string())?;
+    let mut brief = BriefSim {
+        seeds: BRIEF_SIM_SEEDS,
+        rows: BRIEF_SIM_ROWS,
+        ticks: 0,
+        done: 0,
+        dead: 0,
+    };
+    for seed in 1..=BRIEF_SIM_SEEDS {
+        let config = SimConfig {
+            seed,
+            rows: BRIEF_SIM_ROWS,
+            ticks_max: BRIEF_SIM_TICKS_MAX,
+            profile: profile.clone(),
+        };
+        let mut sim = Sim::new(config, &SimPolicy::Component(engine), &TraceSink::Off)
+            .map_err(|e| format!("the simulation cannot start: {e}"))?;
+        let outcome = sim.run();
+        if let Stop::Violation(violation) = &outcome.stop {
+            return Err(format!(
+                "{violation} (seed {seed}; see it again with `sluice sim --policy FILE --seed {seed} --rows {BRIEF_SIM_ROWS} --faults {BRIEF_SIM_PROFILE}` and the same --setting flags)"
+            ));
+        }
+        brief.ticks += outcome.ticks;
+        brief.done += outcome.done;
+        brief.dead += outcome.dead;
+    }
+    Ok(brief)
 }

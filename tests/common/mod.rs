@@ -6,7 +6,8 @@
 
 use sluice::links::{Broker, BrokerOptions, BrokerStats, MemberKey};
 use sluice::store::{NewRow, Outbox};
-use std::net::SocketAddr;
+use std::io::{Read as _, Write as _};
+use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -289,4 +290,43 @@ pub fn many(prefix: &str, count: usize) -> Vec<NewRow> {
 
 pub fn path_str(path: &Path) -> &str {
     path.to_str().unwrap()
+}
+
+/// (status line, body) of `GET path` on `address`.
+pub fn get(address: &str, path: &str) -> std::io::Result<(String, String)> {
+    let mut stream = TcpStream::connect(address)?;
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {address}\r\nAccept: text/plain\r\n\r\n"
+    )?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response)?;
+    let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
+    let status = head.lines().next().unwrap_or_default().to_string();
+    Ok((status, body.to_string()))
+}
+
+/// A loopback address no one listens on (yet).
+pub fn free_address() -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap().to_string()
+}
+
+/// A session's `[[session]]` table for mesh alpha, from a one-byte seed.
+pub fn session_toml(seed: u8) -> (String, String) {
+    let key = MemberKey::from_seed([seed; 32]);
+    let public = key.public_hex();
+    let table = format!(
+        "[[session]]\nmesh = \"{MESH}\"\nsession_id = \"session-{seed}\"\npublic_key = \"{public}\"\nsecret_key = \"{}{public}\"\n",
+        hex::encode([seed; 32])
+    );
+    (public, table)
+}
+
+pub fn session_row(id: &str, pubkey: &str) -> NewRow {
+    NewRow {
+        sender_session_pubkey: Some(pubkey.to_string()),
+        ..routed(id, "@peer")
+    }
 }

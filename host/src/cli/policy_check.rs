@@ -1,11 +1,12 @@
 //! `sluice policy check FILE [--verify DIR] [--config FILE]`: the checks a
 //! running drainer makes before a policy goes live, offline, with the same
-//! messages (`crate::validate`). Exit 0 when everything passes, 1 when the
+//! messages (`crate::validate`), and a short seeded simulation under the
+//! host's guard that a drainer does not make. Exit 0 when everything passes, 1 when the
 //! policy is refused or a trace diverges, 2 when the check cannot run.
 
 use crate::config::Config;
 use crate::engine::{CONTRACT, CacheStatus, PolicyEngine};
-use crate::validate::verify_traces;
+use crate::validate::{BRIEF_SIM_PROFILE, simulate_briefly, verify_traces};
 use anyhow::{Context as _, bail};
 use clap::Args;
 use std::path::PathBuf;
@@ -52,6 +53,16 @@ pub fn check(args: &CheckArgs) -> anyhow::Result<ExitCode> {
         }
     };
     print_policy(&engine, count);
+    match simulate_briefly(&engine) {
+        Ok(brief) => println!(
+            "sim      ok: {} seeds of {} rows ({} faults) under the host's guard: {} ticks, {} done, {} dead, every rule and invariant held",
+            brief.seeds, brief.rows, BRIEF_SIM_PROFILE, brief.ticks, brief.done, brief.dead
+        ),
+        Err(message) => {
+            println!("refused  the simulation broke a rule: {message}");
+            return Ok(ExitCode::from(1));
+        }
+    }
     let Some(dir) = &args.verify else {
         println!("check    ok");
         return Ok(ExitCode::SUCCESS);
