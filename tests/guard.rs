@@ -74,7 +74,7 @@ fn lie_is_refused_and_rolled_back(fault: &str, rule: &str) {
         &format!("[policy]\nlease_ms = 1500\nack_timeout_ms = 500\n\n{table}"),
     );
     let metrics = free_address();
-    let child = setup.spawn(&["--metrics", &metrics]);
+    let child = KillOnDrop::new(setup.spawn(&["--metrics", &metrics]));
     // The default proves itself first: it is what the rollback returns to.
     let first: Vec<NewRow> = (0..4)
         .flat_map(|i| {
@@ -167,8 +167,8 @@ fn lie_is_refused_and_rolled_back(fault: &str, rule: &str) {
             && line.contains("sluice-faulty")
     });
     assert!(counted, "{fault}: no {rule} in the metrics:\n{body}");
-    signal(&child, "TERM");
-    let out = wait_output(child, Duration::from_secs(30));
+    signal(child.child(), "TERM");
+    let out = wait_output(child.take(), Duration::from_secs(30));
     let log = stderr(&out);
     assert!(
         log.contains(&format!("policy_violation rule={rule}")),

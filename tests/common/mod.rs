@@ -330,3 +330,31 @@ pub fn session_row(id: &str, pubkey: &str) -> NewRow {
         ..routed(id, "@peer")
     }
 }
+
+/// A child process killed if the test fails before it is taken back: a
+/// failed assertion must not leave a drainer running.
+pub struct KillOnDrop(Option<Child>);
+
+impl KillOnDrop {
+    pub fn new(child: Child) -> KillOnDrop {
+        KillOnDrop(Some(child))
+    }
+
+    pub fn child(&self) -> &Child {
+        self.0.as_ref().unwrap()
+    }
+
+    /// The child, no longer killed on drop.
+    pub fn take(mut self) -> Child {
+        self.0.take().unwrap()
+    }
+}
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if let Some(child) = self.0.as_mut() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
