@@ -1,4 +1,5 @@
-//! The plain Rust shapes of the contract in `wit/drain.wit`.
+//! The plain Rust shapes of the contract in `wit/drain.wit`, and the
+//! [`World`] trait of its imports.
 //!
 //! The guest converts the component's generated types into these, and the
 //! host's store and links produce and take them directly, so one vocabulary

@@ -3,8 +3,8 @@
 //! `cargo run --release -p sluice-links --example ack_rate -- [rows] [batch] [in_flight]`
 //! Not a test: a measurement, printed for a human.
 
+use sluice_contract::{Dispatch, Route, SendResult};
 use sluice_links::{Broker, BrokerOptions, LinkOptions, Links, MemberKey, MeshConfig};
-use sluice_policy::{Dispatch, Route, SendResult};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 

@@ -15,7 +15,7 @@ use crate::wire::{self, Inbound};
 use crate::writer::{Writer, WsStream};
 use futures_util::stream::SplitStream;
 use futures_util::{FutureExt as _, StreamExt as _};
-use sluice_policy::{Dispatch, SendResult};
+use sluice_contract::{Dispatch, SendResult};
 use std::pin::pin;
 use tokio::sync::{mpsc, watch};
 use tokio::time::{Instant, MissedTickBehavior, sleep_until};

@@ -8,7 +8,7 @@
 //! Pure bookkeeping, no I/O, so it is tested without a socket.
 
 use crate::config::AckObserver;
-use sluice_policy::SendResult;
+use sluice_contract::SendResult;
 use std::collections::{BTreeMap, HashMap};
 use tokio::sync::oneshot;
 use tokio::time::Instant;

@@ -15,7 +15,7 @@ use crate::connection::{Batch, Ended, run_open};
 use crate::hello::Greeting;
 use crate::tls::Tls;
 use crate::tracker::Tracker;
-use sluice_policy::SendResult;
+use sluice_contract::SendResult;
 use std::future::Future;
 use std::pin::pin;
 use std::sync::Arc;

@@ -12,7 +12,7 @@ use crate::budget::Budget;
 use crate::config::{ACK_TIMEOUT_MAX, LinkState, REPLY_GRACE};
 use crate::connection::Batch;
 use crate::links::{Inner, Links};
-use sluice_policy::{Dispatch, RATE_BUDGET_EMPTY, Route, SendResult};
+use sluice_contract::{Dispatch, RATE_BUDGET_EMPTY, Route, SendResult};
 use std::collections::HashMap;
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};

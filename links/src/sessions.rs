@@ -12,7 +12,7 @@ use crate::handle::{LinkHandle, LinkPlan, spawn_link};
 use crate::hello::Greeting;
 use crate::links::{Inner, Links};
 use crate::report::LinkReport;
-use sluice_policy::SessionState;
+use sluice_contract::SessionState;
 use std::collections::BTreeMap;
 use std::collections::btree_map::Entry;
 use std::sync::Arc;

@@ -5,8 +5,8 @@
 mod common;
 
 use common::*;
+use sluice_contract::SendResult;
 use sluice_links::{BrokerOptions, LinkState, Links, MeshBudget, RateLimit};
-use sluice_policy::SendResult;
 use std::time::Duration;
 
 const ACK_TIMEOUT: Duration = Duration::from_secs(10);
@@ -56,7 +56,7 @@ async fn every_send_takes_a_token_from_its_meshs_budget_and_throttle_empties_it(
     assert!(
         eventually(
             || links.session_states(std::slice::from_ref(&session_pubkey))
-                == vec![sluice_policy::SessionState::Open]
+                == vec![sluice_contract::SessionState::Open]
         )
         .await
     );
@@ -104,7 +104,7 @@ async fn a_send_the_budget_no_longer_allows_is_not_written() {
     assert_eq!(broker.stats().sends, 0, "the broker would only refuse them");
     assert_eq!(
         results,
-        vec![failed(sluice_policy::RATE_BUDGET_EMPTY); 2],
+        vec![failed(sluice_contract::RATE_BUDGET_EMPTY); 2],
         "the policy learns they were held back, not refused"
     );
     assert_eq!(budget(&links).tokens, 0);
@@ -131,7 +131,7 @@ async fn the_mirror_runs_dry_when_the_brokers_bucket_does() {
     assert!(
         eventually(
             || links.session_states(std::slice::from_ref(&session_pubkey))
-                == vec![sluice_policy::SessionState::Open]
+                == vec![sluice_contract::SessionState::Open]
         )
         .await
     );
@@ -144,7 +144,7 @@ async fn the_mirror_runs_dry_when_the_brokers_bucket_does() {
         .count();
     let held = results
         .iter()
-        .filter(|r| **r == failed(sluice_policy::RATE_BUDGET_EMPTY))
+        .filter(|r| **r == failed(sluice_contract::RATE_BUDGET_EMPTY))
         .count();
     let stats = broker.stats();
     assert_eq!(

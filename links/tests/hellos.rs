@@ -8,11 +8,11 @@ mod scripted;
 
 use common::*;
 use scripted::Scripted;
+use sluice_contract::SessionState;
 use sluice_links::{
     ATTESTATION_TTL_DEFAULT, LinkKind, LinkState, Links, session_attestation_message,
     session_hello_message, verify_hex,
 };
-use sluice_policy::SessionState;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 fn now_ms() -> i64 {

@@ -6,8 +6,8 @@ mod scripted;
 
 use common::*;
 use scripted::Scripted;
+use sluice_contract::SendResult;
 use sluice_links::{BrokerOptions, LinkKind, LinkState, Links};
-use sluice_policy::SendResult;
 use std::time::Duration;
 use tokio::time::Instant;
 

@@ -4,8 +4,8 @@
 mod common;
 
 use common::*;
+use sluice_contract::{Dispatch, Route, SendResult};
 use sluice_links::{BrokerOptions, Links};
-use sluice_policy::{Dispatch, Route, SendResult};
 use std::collections::BTreeSet;
 use std::time::Duration;
 use tokio::time::Instant;
@@ -234,7 +234,7 @@ async fn unknown_meshes_and_session_routes_fail_without_touching_the_link() {
     assert_eq!(broker.stats().sends, 1);
     assert_eq!(
         links.session_states(&["ab".repeat(32)]),
-        vec![sluice_policy::SessionState::Absent]
+        vec![sluice_contract::SessionState::Absent]
     );
 }
 

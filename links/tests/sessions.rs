@@ -7,8 +7,8 @@ mod scripted;
 
 use common::*;
 use scripted::Scripted;
+use sluice_contract::{SendResult, SessionState};
 use sluice_links::{BrokerOptions, LinkKind, LinkState, Links};
-use sluice_policy::{SendResult, SessionState};
 use std::time::Duration;
 use tokio::time::Instant;
 

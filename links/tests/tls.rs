@@ -6,8 +6,8 @@
 mod common;
 
 use common::*;
+use sluice_contract::{SendResult, SessionState};
 use sluice_links::{Broker, BrokerOptions, LinkState, Links, MeshConfig, read_ca_file};
-use sluice_policy::{SendResult, SessionState};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;

@@ -1,6 +1,7 @@
 //! Sluice's default drain policy, as plain Rust.
 //!
-//! - [`types`]: the shapes of the WIT contract and the [`World`] trait of its imports.
+//! - [`types`]: the contract's shapes and its [`World`] trait, from
+//!   `sluice_contract` (crate `contract/`), re-exported.
 //! - [`settings`]: the tunable constants and their checks.
 //! - [`classify`]: the one error classifier for both link kinds.
 //! - [`rules`]: the per-row decisions, free of I/O.
@@ -18,15 +19,11 @@ pub mod pace;
 pub mod rules;
 pub mod settings;
 pub mod tick;
-pub mod types;
-
-#[cfg(feature = "serde")]
-mod bytes;
 
 pub use claim::ClaimSize;
 pub use settings::{SettingError, Settings};
+pub use sluice_contract::*;
 pub use tick::{DefaultRules, Rules, tick, tick_with};
-pub use types::*;
 
 /// The name the default policy reports from `info()`.
 pub const POLICY_NAME: &str = "sluice-default";

@@ -108,14 +108,7 @@ pub fn tick_with<W: World, R: Rules + ?Sized>(
         let (outcomes, pressure) = drain_rows(world, settings, now, &rows, &links, rules);
         seen.troubled = pressure.troubled;
         seen.took_ms = pressure.answered_at.saturating_sub(now);
-        for outcome in &outcomes {
-            match outcome.verdict {
-                Verdict::Done { .. } => report.done += 1,
-                Verdict::Dead { .. } => report.dead += 1,
-                Verdict::Retry { .. } => report.retried += 1,
-                Verdict::Hold { .. } => report.held += 1,
-            }
-        }
+        report.tally(&outcomes);
         world.settle(outcomes)?;
     }
     claim.observe(seen, settings);

@@ -18,7 +18,7 @@ use crate::error::{StoreError, sqlite};
 use crate::lenient::Defects;
 use crate::outbox::Outbox;
 use rusqlite::params;
-use sluice_policy::{ClaimFilter, Row, TimestampMs};
+use sluice_contract::{ClaimFilter, Row, TimestampMs};
 
 /// The most rows one claim may take. Bounds the time the write lock is held
 /// and the memory of one batch; a larger limit is a caller's bug.

@@ -13,7 +13,7 @@ use crate::outbox::Outbox;
 use crate::sweep::count;
 use rusqlite::types::ValueRef;
 use rusqlite::{OptionalExtension as _, Transaction, params};
-use sluice_policy::TimestampMs;
+use sluice_contract::TimestampMs;
 
 /// A row to insert: `pending`, zero attempts, due at `next_attempt_at`.
 #[derive(Clone, Debug, Default)]

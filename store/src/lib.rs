@@ -10,7 +10,7 @@
 //!   CLI, the demo and tests).
 //! - [`claim`]: `claim_due`, the one-statement batch claim.
 //! - [`lenient`]: reading loosely typed SQLite values into a
-//!   [`sluice_policy::Row`] without letting one odd row stop a claim.
+//!   [`sluice_contract::Row`] without letting one odd row stop a claim.
 //! - [`settle`]: applying outcomes, compare-and-set on the claim.
 //! - [`sweep`]: reclaim run-out leases, expire old rows, when work is next due.
 //! - [`report`]: the status report and the per-row look used by tests.

@@ -9,7 +9,7 @@ use crate::error::{StoreError, sqlite};
 use crate::lenient::{integer_or_none, text_lossy};
 use crate::outbox::Outbox;
 use rusqlite::OptionalExtension;
-use sluice_policy::TimestampMs;
+use sluice_contract::TimestampMs;
 
 /// Every status the table allows, in the order reports list them.
 pub const STATUSES: [&str; 5] = ["pending", "inflight", "done", "dead", "aborted"];

@@ -12,7 +12,7 @@
 use crate::error::{StoreError, sqlite};
 use crate::outbox::Outbox;
 use rusqlite::params;
-use sluice_policy::{Outcome, Verdict};
+use sluice_contract::{Outcome, Verdict};
 
 // Every statement also records the deciding policy (`?5`, `?6`: the
 // audit columns `decided_by`, `decided_at`).

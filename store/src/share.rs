@@ -30,7 +30,7 @@
 use crate::checkpoint::Checkpointer;
 use crate::error::StoreError;
 use crate::outbox::Outbox;
-use sluice_policy::{ClaimFilter, Outcome, Row, TimestampMs};
+use sluice_contract::{ClaimFilter, Outcome, Row, TimestampMs};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, MutexGuard, OnceLock};

@@ -9,7 +9,7 @@ use crate::error::{StoreError, sqlite};
 use crate::lenient::integer_or_none;
 use crate::outbox::Outbox;
 use rusqlite::{OptionalExtension as _, params};
-use sluice_policy::{ClaimFilter, TimestampMs};
+use sluice_contract::{ClaimFilter, TimestampMs};
 
 /// `next_attempt_at` stays: a reclaimed row is due at once, and the attempt
 /// its lost claim used stays counted.

@@ -9,10 +9,10 @@
 use wasmtime::Engine;
 use wasmtime::component::Component;
 
-/// The WIT package this host implements: `package` in `wit/drain.wit`.
-pub const CONTRACT: &str = "sluice:drain@0.2.0";
-const PACKAGE: &str = "sluice:drain";
-const VERSION: &str = "0.2.0";
+/// The WIT package this host implements: `package` in `wit/drain.wit`,
+/// written once, in the contract crate.
+pub use sluice_contract::CONTRACT;
+use sluice_contract::{PACKAGE, VERSION};
 /// The interfaces of [`CONTRACT`] the host provides to a policy.
 const PROVIDED: [&str; 4] = ["types", "store", "links", "env"];
 /// The interface of [`CONTRACT`] a policy must export.

@@ -30,7 +30,7 @@ pub const TRACE_FORMAT: &str = "sluice-trace";
 /// Bumped whenever a reader of the previous version would misread a trace.
 pub const TRACE_FORMAT_VERSION: u32 = 1;
 /// The contract the recorded policy was called through.
-pub const WIT_PACKAGE: &str = "sluice:drain@0.2.0";
+pub const WIT_PACKAGE: &str = sluice_contract::CONTRACT;
 
 /// The first line of a trace.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -2,11 +2,11 @@
 //! dispatches, and waiting for a condition instead of sleeping.
 #![allow(dead_code)]
 
+use sluice_contract::{Dispatch, Route, SendResult};
 use sluice_links::{
     ATTESTATION_TTL_DEFAULT, Broker, BrokerOptions, LinkOptions, Links, MemberKey, MeshConfig,
     SessionLinkConfig,
 };
-use sluice_policy::{Dispatch, Route, SendResult};
 use std::net::SocketAddr;
 use std::time::Duration;
 use tokio::time::Instant;

@@ -11,7 +11,7 @@
 use crate::error::{StoreError, sqlite};
 use crate::outbox::Outbox;
 use rusqlite::params;
-use sluice_policy::TimestampMs;
+use sluice_contract::TimestampMs;
 use std::time::Duration;
 
 /// Rows looked at, and at most deleted, per write transaction. A few

@@ -13,7 +13,7 @@ use super::{AdminError, missing_producer_column};
 use crate::error::{StoreError, duplicate, sqlite};
 use crate::outbox::Outbox;
 use rusqlite::{OptionalExtension as _, Transaction, params};
-use sluice_policy::TimestampMs;
+use sluice_contract::TimestampMs;
 use std::fmt;
 use std::path::Path;
 

@@ -1,7 +1,7 @@
 //! claim_due: which rows, in what order, and what it does to them.
 
 use crate::common::{LEASE_MS, ids, outbox_with, row, rows, state};
-use sluice_policy::{ClaimFilter, Row};
+use sluice_contract::{ClaimFilter, Row};
 use sluice_store::{CLAIM_ROWS_MAX, NewRow, StoreError};
 
 #[test]

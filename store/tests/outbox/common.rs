@@ -1,7 +1,7 @@
 //! Fixtures: a fresh outbox in a temporary folder, rows, a raw connection.
 
 use rusqlite::Connection;
-use sluice_policy::Row;
+use sluice_contract::Row;
 use sluice_store::{NewRow, Outbox, RowState};
 use std::path::{Path, PathBuf};
 use tempfile::TempDir;

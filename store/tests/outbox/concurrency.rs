@@ -1,7 +1,7 @@
 //! Two handles on one file, as two drainer processes would have.
 
 use crate::common::{LEASE_MS, rows, temp_path};
-use sluice_policy::{Outcome, Verdict};
+use sluice_contract::{Outcome, Verdict};
 use sluice_store::Outbox;
 use std::collections::BTreeSet;
 use std::sync::{Arc, Barrier};

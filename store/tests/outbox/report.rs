@@ -1,7 +1,7 @@
 //! The status report.
 
 use crate::common::{LEASE_MS, outbox_with, raw, rows};
-use sluice_policy::{Outcome, Verdict};
+use sluice_contract::{Outcome, Verdict};
 use sluice_store::{STATUSES, StatusReport};
 
 #[test]

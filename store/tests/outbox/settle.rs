@@ -1,7 +1,7 @@
 //! settle: each verdict, and the compare-and-set that protects other claims.
 
 use crate::common::{LEASE_MS, outbox_with, raw, rows, state};
-use sluice_policy::{Outcome, Verdict};
+use sluice_contract::{Outcome, Verdict};
 
 fn done(rowid: i64, attempts: u32) -> Outcome {
     Outcome {

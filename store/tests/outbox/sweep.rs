@@ -1,7 +1,7 @@
 //! reclaim, expire, next_due_at and open_work.
 
 use crate::common::{LEASE_MS, ids, outbox_with, row, rows, state};
-use sluice_policy::{Outcome, Verdict};
+use sluice_contract::{Outcome, Verdict};
 
 #[test]
 fn reclaim_returns_only_rows_whose_lease_has_run_out() {

@@ -93,11 +93,14 @@ impl Checker {
 /// The report must agree with the journal: the host schedules by it.
 pub(super) fn check_report(report: &TickReport, tick: &TickView<'_>) -> Result<(), ViolationKind> {
     let journal = tick.journal;
-    let outcomes = journal.settles.iter().flat_map(|s| &s.outcomes);
-    let done = outcomes
-        .clone()
-        .filter(|o| matches!(o.verdict, Verdict::Done { .. }))
-        .count();
+    // The settles' outcomes counted as the policy counts them.
+    let mut settled = TickReport::default();
+    for settle in &journal.settles {
+        settled.tally(&settle.outcomes);
+    }
+    let finished = |r: &TickReport| {
+        u64::from(r.done) + u64::from(r.dead) + u64::from(r.retried) + u64::from(r.held)
+    };
     // Dead, retried and held are checked as a sum: which rows had to die is the
     // attempts and expiry checks' business, row by row.
     let counts = [
@@ -106,14 +109,11 @@ pub(super) fn check_report(report: &TickReport, tick: &TickView<'_>) -> Result<(
             u64::from(report.claimed),
             journal.claims.len() as u64,
         ),
-        ("done", u64::from(report.done), done as u64),
+        ("done", u64::from(report.done), u64::from(settled.done)),
         (
             "done + dead + retried + held",
-            u64::from(report.done)
-                + u64::from(report.dead)
-                + u64::from(report.retried)
-                + u64::from(report.held),
-            outcomes.count() as u64,
+            finished(report),
+            finished(&settled),
         ),
         (
             "reclaimed",
