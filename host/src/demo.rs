@@ -249,7 +249,7 @@ impl fmt::Display for DemoReport {
         )?;
         writeln!(
             f,
-            "time     {:.2} s, {} ticks: most of it the 1 s backoff before the rows rejected once go out again\n         (for throughput see the README's figures: `cargo bench -p sluice`)",
+            "time     {:.2} s, {} ticks: most of it the 1 s backoff before the rows rejected once go out again\n         (for throughput see docs/performance.md: `cargo bench -p sluice`)",
             self.summary.elapsed.as_secs_f64(),
             t.ticks
         )
