@@ -11,6 +11,8 @@
 //! 3. Scaling: backlogs of 10k, 100k and 1M rows, 1, 2 and 4 batches in
 //!    flight, with the CPU time of the drain and of the broker, to show
 //!    what stops it.
+//! 4. The guard's cost: the whole drain (default config) with the host's
+//!    guard and without it (`--unguarded`), interleaved on the same rows.
 //!
 //! The rows are claudemesh's (200-byte payloads, 300-character
 //! ciphertexts) in a file with claudemesh's schema (`rows`). Each figure of
@@ -19,7 +21,8 @@
 //!
 //! Environment: `SLUICE_BENCH_ROWS` (100000), `SLUICE_BENCH_RUNS` (3),
 //! `SLUICE_BENCH_WAKES` (1000), `SLUICE_BENCH_BIG` (1000000; 0 leaves the
-//! largest backlog out), `SLUICE_BENCH_PARTS` (`limits,wake,scale`).
+//! largest backlog out), `SLUICE_BENCH_PARTS` (`limits,wake,scale,guard`),
+//! `SLUICE_BENCH_GUARD_RUNS` (7: pairs of runs for part 4).
 
 mod cpu;
 mod limits;
@@ -41,7 +44,9 @@ fn main() {
     let runs = env_number("SLUICE_BENCH_RUNS", 3).max(1);
     let wakes = env_number("SLUICE_BENCH_WAKES", 1000);
     let big = env_number("SLUICE_BENCH_BIG", 1_000_000);
-    let parts = std::env::var("SLUICE_BENCH_PARTS").unwrap_or_else(|_| "limits,wake,scale".into());
+    let guard_runs = env_number("SLUICE_BENCH_GUARD_RUNS", 7).max(1);
+    let parts =
+        std::env::var("SLUICE_BENCH_PARTS").unwrap_or_else(|_| "limits,wake,scale,guard".into());
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
@@ -71,6 +76,9 @@ fn main() {
     }
     if parts.contains("scale") {
         scaling(dir.path(), &broker.url(), big);
+    }
+    if parts.contains("guard") {
+        guard_cost(dir.path(), &broker.url(), rows, guard_runs);
     }
     runtime.block_on(broker.shutdown());
 }
@@ -239,6 +247,57 @@ fn scaling(dir: &Path, broker_url: &str, big: usize) {
     }
     println!(
         "(drain CPU: the drain process's CPU time over its drain time, startup included; 100 % is one core)"
+    );
+}
+
+/// The whole drain with the guard and without it, in alternating runs on
+/// copies of one outbox: the guard's cost in rows per second and in the
+/// drain's CPU time per row.
+fn guard_cost(dir: &Path, broker_url: &str, rows: usize, runs: usize) {
+    let template = dir.join("guard.db");
+    rows::make(&template, rows);
+    let mut guarded = Vec::new();
+    let mut unguarded = Vec::new();
+    for i in 0..runs {
+        // Alternate which goes first, so a drift of the machine favours neither.
+        for without in [i % 2 == 1, i % 2 == 0] {
+            let shape = Shape {
+                unguarded: without,
+                ..Shape::default_config()
+            };
+            let run = whole::drain(&rows::copy(&template, dir, "run.db"), broker_url, shape);
+            assert_eq!(run.done as usize, rows, "every row should be done");
+            if without {
+                unguarded.push(run);
+            } else {
+                guarded.push(run);
+            }
+        }
+    }
+    let rate =
+        |runs: &[whole::Run]| median(&runs.iter().map(|r| r.rows_per_second).collect::<Vec<_>>());
+    let cpu = |runs: &[whole::Run]| {
+        median(
+            &runs
+                .iter()
+                .map(|r| 1e6 * r.cpu_seconds / rows as f64)
+                .collect::<Vec<_>>(),
+        )
+    };
+    let (with_rate, without_rate) = (rate(&guarded), rate(&unguarded));
+    let (with_cpu, without_cpu) = (cpu(&guarded), cpu(&unguarded));
+    println!(
+        "\n4. the guard's cost: default config, {rows} rows, median of {runs} runs each, alternating"
+    );
+    println!(
+        "with the guard {with_rate:.0} rows/s, {with_cpu:.1} us CPU/row; without {without_rate:.0} rows/s, {without_cpu:.1} us CPU/row"
+    );
+    println!(
+        "guarded/unguarded: rate {:.3}, CPU per row {:.3} (the guard's cost: {:+.1} % rate, {:+.1} % CPU)",
+        with_rate / without_rate,
+        with_cpu / without_cpu,
+        100.0 * (with_rate / without_rate - 1.0),
+        100.0 * (with_cpu / without_cpu - 1.0)
     );
 }
 

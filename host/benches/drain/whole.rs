@@ -16,6 +16,8 @@ pub struct Shape {
     pub in_flight: Option<u32>,
     /// The policy linked natively instead of the component.
     pub native: bool,
+    /// Without the host's guard (`--unguarded`): to measure what it costs.
+    pub unguarded: bool,
 }
 
 impl Shape {
@@ -24,6 +26,7 @@ impl Shape {
             batch: Some(batch),
             in_flight: None,
             native: false,
+            unguarded: false,
         }
     }
 
@@ -33,6 +36,7 @@ impl Shape {
             batch: None,
             in_flight: None,
             native: false,
+            unguarded: false,
         }
     }
 }
@@ -92,6 +96,9 @@ pub fn drain(outbox: &Path, broker_url: &str, shape: Shape) -> Run {
         .env("RUST_LOG", "error");
     if shape.native {
         command.arg("--native-policy");
+    }
+    if shape.unguarded {
+        command.arg("--unguarded");
     }
     let out = command.output().expect("run sluice");
     let stdout = String::from_utf8_lossy(&out.stdout);

@@ -22,29 +22,111 @@ pub const LEGACY_NONCE_BYTES: usize = 24;
 const NONCE_WINDOWS_MAX: usize = 1 << 20;
 
 /// What became of a row's dispatch in this tick.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Sent {
+    /// No dispatch yet.
+    No,
     /// Refused by the guard; never written.
     Refused,
     /// Passed the rules; being written.
     Awaiting,
-    /// Written; the broker's answer.
-    Answered(SendResult),
+    /// The broker accepted it under this message id (in the text arena).
+    Accepted(Span),
+    /// The broker rejected it, or the transport failed.
+    Rejected,
+    Failed,
 }
 
-/// A row as claimed, and when its lease ends.
+/// Where one field of a claimed row is kept: a byte range of an arena.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct Span {
+    start: u32,
+    len: u32,
+}
+
+impl Span {
+    fn range(self) -> std::ops::Range<usize> {
+        let start = self.start as usize;
+        start..start + self.len as usize
+    }
+}
+
+/// The text fields of a row the rules read, in the order of `TEXT_FIELDS`.
+const ID: usize = 0;
+const CMID: usize = 1;
+const MESH: usize = 2;
+const TARGET: usize = 3;
+const NONCE: usize = 4;
+const CIPHERTEXT: usize = 5;
+const SESSION: usize = 6;
+const DEFECT: usize = 7;
+const TEXT_FIELDS: usize = 8;
+
+/// A row as claimed, in the ledger's arenas, and what the tick did with it.
 #[derive(Clone, Debug)]
 struct Claim {
-    row: Row,
+    attempts: u32,
     lease_end: TimestampMs,
+    /// None for a NULL column.
+    text: [Option<Span>; TEXT_FIELDS],
+    fingerprint: Span,
+    /// Kept only for a legacy row, whose dispatch must carry it in base64.
+    payload: Option<Span>,
+    settled: bool,
+    sent: Sent,
 }
 
-/// One tick of one policy instance, as far as the rules need it.
+/// The fields of one row the rules read, borrowed: from a [`Row`], or from
+/// the ledger's copy of a claimed one.
+#[derive(Clone, Copy, Debug)]
+pub struct RowView<'a> {
+    pub id: &'a str,
+    pub client_message_id: &'a str,
+    pub request_fingerprint: &'a [u8],
+    /// Only a legacy row's is kept by the ledger; empty otherwise.
+    pub payload: &'a [u8],
+    pub mesh: Option<&'a str>,
+    pub target_spec: Option<&'a str>,
+    pub nonce: Option<&'a str>,
+    pub ciphertext: Option<&'a str>,
+    pub sender_session_pubkey: Option<&'a str>,
+    pub defect: Option<&'a str>,
+}
+
+impl<'a> RowView<'a> {
+    pub fn of(row: &'a Row) -> RowView<'a> {
+        RowView {
+            id: &row.id,
+            client_message_id: &row.client_message_id,
+            request_fingerprint: &row.request_fingerprint,
+            payload: &row.payload,
+            mesh: row.mesh.as_deref(),
+            target_spec: row.target_spec.as_deref(),
+            nonce: row.nonce.as_deref(),
+            ciphertext: row.ciphertext.as_deref(),
+            sender_session_pubkey: row.sender_session_pubkey.as_deref(),
+            defect: row.defect.as_deref(),
+        }
+    }
+
+    /// All three routing columns empty: a row from before they existed.
+    fn is_legacy(&self) -> bool {
+        [self.target_spec, self.nonce, self.ciphertext]
+            .iter()
+            .all(|v| present(*v).is_none())
+    }
+}
+
+/// One tick of one policy instance, as far as the rules need it. The claimed
+/// rows' fields are copied into two arenas that keep their capacity from
+/// tick to tick, so holding a claim costs no allocation per row.
 #[derive(Debug, Default)]
 pub struct Ledger {
-    claims: FnvHashMap<i64, Claim>,
-    settled: FnvHashSet<i64>,
-    sent: FnvHashMap<i64, Sent>,
+    /// rowid → index into `claims`.
+    index: FnvHashMap<i64, usize>,
+    claims: Vec<Claim>,
+    text: String,
+    bytes: Vec<u8>,
     /// The latest time the policy was given: the tick's `now`, or a later
     /// `env.now` answer.
     clock: TimestampMs,
@@ -55,9 +137,10 @@ pub struct Ledger {
 impl Ledger {
     /// Forgets the last tick; the new one starts at `now`.
     pub fn begin(&mut self, now: TimestampMs) {
+        self.index.clear();
         self.claims.clear();
-        self.settled.clear();
-        self.sent.clear();
+        self.text.clear();
+        self.bytes.clear();
         self.nonces.clear();
         self.clock = now;
     }
@@ -83,38 +166,118 @@ impl Ledger {
         }
     }
 
+    fn keep_text(&mut self, value: &str) -> Span {
+        let start = span_offset(self.text.len());
+        self.text.push_str(value);
+        Span {
+            start,
+            len: span_offset(value.len()),
+        }
+    }
+
+    fn keep_bytes(&mut self, value: &[u8]) -> Span {
+        let start = span_offset(self.bytes.len());
+        self.bytes.extend_from_slice(value);
+        Span {
+            start,
+            len: span_offset(value.len()),
+        }
+    }
+
     /// A claim at `now` with `lease_ms` returned `rows`.
     pub fn claimed(&mut self, rows: &[Row], now: TimestampMs, lease_ms: i64) {
         let lease_end = now.saturating_add(lease_ms);
         for row in rows {
-            let claim = Claim {
-                row: row.clone(),
+            let fields = [
+                Some(row.id.as_str()),
+                Some(row.client_message_id.as_str()),
+                row.mesh.as_deref(),
+                row.target_spec.as_deref(),
+                row.nonce.as_deref(),
+                row.ciphertext.as_deref(),
+                row.sender_session_pubkey.as_deref(),
+                row.defect.as_deref(),
+            ];
+            let text = fields.map(|field| field.map(|value| self.keep_text(value)));
+            let fingerprint = self.keep_bytes(&row.request_fingerprint);
+            let payload = RowView::of(row)
+                .is_legacy()
+                .then(|| self.keep_bytes(&row.payload));
+            self.index.insert(row.rowid, self.claims.len());
+            self.claims.push(Claim {
+                attempts: row.attempts,
                 lease_end,
-            };
-            self.claims.insert(row.rowid, claim);
+                text,
+                fingerprint,
+                payload,
+                settled: false,
+                sent: Sent::No,
+            });
+        }
+    }
+
+    fn claim(&self, rowid: i64) -> Option<&Claim> {
+        self.index.get(&rowid).map(|&i| &self.claims[i])
+    }
+
+    fn claim_mut(&mut self, rowid: i64) -> Option<&mut Claim> {
+        self.index.get(&rowid).map(|&i| &mut self.claims[i])
+    }
+
+    /// The claimed row's fields as the rules read them.
+    fn view(&self, claim: &Claim) -> RowView<'_> {
+        let text = |field: usize| claim.text[field].map(|span| &self.text[span.range()]);
+        RowView {
+            id: text(ID).unwrap_or_default(),
+            client_message_id: text(CMID).unwrap_or_default(),
+            request_fingerprint: &self.bytes[claim.fingerprint.range()],
+            payload: claim
+                .payload
+                .map_or(&[][..], |span| &self.bytes[span.range()]),
+            mesh: text(MESH),
+            target_spec: text(TARGET),
+            nonce: text(NONCE),
+            ciphertext: text(CIPHERTEXT),
+            sender_session_pubkey: text(SESSION),
+            defect: text(DEFECT),
         }
     }
 
     /// A dispatch the guard refused still counts as this row's one dispatch
     /// (unless the row already had one).
     pub fn refused(&mut self, rowid: i64) {
-        self.sent.entry(rowid).or_insert(Sent::Refused);
+        if let Some(claim) = self.claim_mut(rowid)
+            && claim.sent == Sent::No
+        {
+            claim.sent = Sent::Refused;
+        }
     }
 
     /// A dispatch was written and the broker answered `result`.
     pub fn answered(&mut self, rowid: i64, result: &SendResult) {
-        self.sent.insert(rowid, Sent::Answered(result.clone()));
+        let sent = match result {
+            SendResult::Accepted(id) => Sent::Accepted(self.keep_text(id)),
+            SendResult::Rejected(_) => Sent::Rejected,
+            SendResult::Failed(_) => Sent::Failed,
+        };
+        if let Some(claim) = self.claim_mut(rowid) {
+            claim.sent = sent;
+        }
     }
 
     /// An outcome passed the rules and goes to the store.
     pub fn settling(&mut self, rowid: i64) {
-        self.settled.insert(rowid);
+        if let Some(claim) = self.claim_mut(rowid) {
+            claim.settled = true;
+        }
     }
 
     fn row_ref(&self, rowid: i64) -> RowRef {
         RowRef {
             rowid,
-            id: self.claims.get(&rowid).map(|c| c.row.id.clone()),
+            id: self
+                .claim(rowid)
+                .map(|claim| self.view(claim).id.to_string()),
         }
     }
 
@@ -128,84 +291,90 @@ impl Ledger {
         meshes: &mut dyn FnMut() -> Vec<String>,
     ) -> Result<(), Breach> {
         let rowid = dispatch.rowid;
-        let row = self.row_ref(rowid);
-        let Some(claim) = self.claims.get(&rowid) else {
-            let why = "was dispatched but this policy instance did not claim it in this tick";
-            return Err(Breach::new(Rule::OnlyClaimedRowsDispatched, Some(row), why));
+        let refuse = |ledger: &Ledger, rule, why: String| {
+            Err(Breach::new(rule, Some(ledger.row_ref(rowid)), why))
         };
-        if self.settled.contains(&rowid) {
+        let Some(claim) = self.claim(rowid) else {
+            let why = "was dispatched but this policy instance did not claim it in this tick";
+            return refuse(self, Rule::OnlyClaimedRowsDispatched, why.into());
+        };
+        if claim.settled {
             let why = "was dispatched after this tick had already settled it";
-            return Err(Breach::new(Rule::OnlyClaimedRowsDispatched, Some(row), why));
+            return refuse(self, Rule::OnlyClaimedRowsDispatched, why.into());
         }
-        if self.sent.contains_key(&rowid) {
+        if claim.sent != Sent::No {
             let why = "was dispatched a second time in one tick";
-            return Err(Breach::new(Rule::OneDispatchPerRow, Some(row), why));
+            return refuse(self, Rule::OneDispatchPerRow, why.into());
         }
-        if let Some(why) = malformed(&claim.row) {
-            return Err(Breach::new(Rule::MalformedRowNeverSent, Some(row), why));
+        let row = self.view(claim);
+        if let Some(why) = malformed(&row) {
+            return refuse(self, Rule::MalformedRowNeverSent, why);
         }
-        check_route(&claim.row, &dispatch.route, meshes)
-            .map_err(|(rule, why)| Breach::new(rule, Some(row.clone()), why))?;
+        if let Err((rule, why)) = check_route(&row, &dispatch.route, meshes) {
+            return refuse(self, rule, why);
+        }
         let left_ms = claim.lease_end.saturating_sub(self.clock);
         if i64::from(ack_timeout_ms) >= left_ms {
             let why = format!(
                 "was sent with an ack timeout of {ack_timeout_ms} ms but only {left_ms} ms of its lease were left: another drainer could send it again while this one waits"
             );
-            return Err(Breach::new(Rule::LeaseOutlastsAck, Some(row), why));
+            return refuse(self, Rule::LeaseOutlastsAck, why);
         }
-        let nonce = check_content(&claim.row, dispatch, &self.nonces)
-            .map_err(|(rule, why)| Breach::new(rule, Some(row), why))?;
+        let nonce = match check_content(&row, dispatch, &self.nonces) {
+            Ok(nonce) => nonce,
+            Err((rule, why)) => return refuse(self, rule, why),
+        };
         if let Some(nonce) = nonce {
             self.nonces.remove(&nonce);
         }
-        self.sent.insert(rowid, Sent::Awaiting);
+        if let Some(claim) = self.claim_mut(rowid) {
+            claim.sent = Sent::Awaiting;
+        }
         Ok(())
     }
 
     /// Whether `outcome` may be applied.
     pub fn check_outcome(&self, outcome: &Outcome) -> Result<(), Breach> {
         let rowid = outcome.rowid;
-        let row = self.row_ref(rowid);
-        let Some(claim) = self.claims.get(&rowid) else {
+        let refuse = |rule, why: String| Err(Breach::new(rule, Some(self.row_ref(rowid)), why));
+        let Some(claim) = self.claim(rowid) else {
             let why = "was settled but this policy instance did not claim it in this tick";
-            return Err(Breach::new(Rule::SettleOnlyOwnClaims, Some(row), why));
+            return refuse(Rule::SettleOnlyOwnClaims, why.into());
         };
-        if self.settled.contains(&rowid) {
-            let why = "was settled a second time in one tick";
-            return Err(Breach::new(Rule::SettleOnlyOwnClaims, Some(row), why));
+        if claim.settled {
+            return refuse(
+                Rule::SettleOnlyOwnClaims,
+                "was settled a second time in one tick".into(),
+            );
         }
-        if outcome.attempts != claim.row.attempts {
+        if outcome.attempts != claim.attempts {
             let why = format!(
                 "was claimed with {} attempts but settled with {}",
-                claim.row.attempts, outcome.attempts
+                claim.attempts, outcome.attempts
             );
-            return Err(Breach::new(
-                Rule::OutcomeCarriesClaimedAttempts,
-                Some(row),
-                why,
-            ));
+            return refuse(Rule::OutcomeCarriesClaimedAttempts, why);
         }
         if let Verdict::Done {
             broker_message_id, ..
         } = &outcome.verdict
         {
-            let why = match self.sent.get(&rowid) {
-                Some(Sent::Answered(SendResult::Accepted(id))) if id == broker_message_id => {
+            let why = match claim.sent {
+                Sent::Accepted(span) if &self.text[span.range()] == broker_message_id => {
                     return Ok(());
                 }
-                Some(Sent::Answered(SendResult::Accepted(id))) => format!(
-                    "was settled done as broker message {broker_message_id:?}, but the broker accepted it as {id:?}"
+                Sent::Accepted(span) => format!(
+                    "was settled done as broker message {broker_message_id:?}, but the broker accepted it as {:?}",
+                    &self.text[span.range()]
                 ),
-                Some(Sent::Answered(other)) => {
-                    format!("was settled done, but its send in this tick came back {other:?}")
-                }
-                Some(Sent::Refused) => {
+                Sent::Rejected => "was settled done, but the broker rejected its send".into(),
+                Sent::Failed => "was settled done, but its send failed".into(),
+                Sent::Refused => {
                     "was settled done, but its dispatch broke a rule and was never written".into()
                 }
-                Some(Sent::Awaiting) => "was settled done before its send was answered".into(),
-                None => "was settled done without being sent in this tick".into(),
+                Sent::Awaiting => "was settled done before its send was answered".into(),
+                Sent::No => "was settled done without being sent in this tick".into(),
             };
-            return Err(Breach::new(Rule::DoneOnlyAfterAccept, Some(row), why));
+            return refuse(Rule::DoneOnlyAfterAccept, why);
         }
         Ok(())
     }
@@ -227,11 +396,11 @@ impl Ledger {
 /// A session row goes over its own session's link; any other row over the
 /// daemon link of its mesh, or the only one when its mesh is NULL.
 pub fn check_route(
-    row: &Row,
+    row: &RowView<'_>,
     route: &Route,
     meshes: &mut dyn FnMut() -> Vec<String>,
 ) -> Result<(), (Rule, String)> {
-    let expected = match (present(&row.sender_session_pubkey), present(&row.mesh)) {
+    let expected = match (present(row.sender_session_pubkey), present(row.mesh)) {
         (Some(session), _) => match route {
             Route::Session(key) if key == session => return Ok(()),
             Route::Daemon(mesh) => {
@@ -267,15 +436,15 @@ pub fn check_route(
 }
 
 /// Why a row must never be sent, if it must not.
-pub fn malformed(row: &Row) -> Option<String> {
-    if let Some(defect) = &row.defect {
+pub fn malformed(row: &RowView<'_>) -> Option<String> {
+    if let Some(defect) = row.defect {
         return Some(format!(
             "was sent although the host could not read it ({defect}): it must die"
         ));
     }
-    let set = [&row.target_spec, &row.nonce, &row.ciphertext]
+    let set = [row.target_spec, row.nonce, row.ciphertext]
         .iter()
-        .filter(|v| present(v).is_some())
+        .filter(|v| present(**v).is_some())
         .count();
     (set != 0 && set != 3).then(|| {
         "was sent although some but not all of target_spec, nonce and ciphertext are set: it must die, never be broadcast".to_string()
@@ -285,7 +454,7 @@ pub fn malformed(row: &Row) -> Option<String> {
 /// The dispatch carries its row's own content. Returns the nonce a legacy
 /// row used, to be spent.
 fn check_content(
-    row: &Row,
+    row: &RowView<'_>,
     dispatch: &Dispatch,
     nonces: &FnvHashSet<[u8; LEGACY_NONCE_BYTES]>,
 ) -> Result<Option<[u8; LEGACY_NONCE_BYTES]>, (Rule, String)> {
@@ -296,7 +465,7 @@ fn check_content(
         );
         return Err((Rule::SameClientMessageId, why));
     }
-    if !hex_matches(&dispatch.request_fingerprint_hex, &row.request_fingerprint) {
+    if !hex_matches(&dispatch.request_fingerprint_hex, row.request_fingerprint) {
         let why = format!(
             "went out with request fingerprint {:?}, which is not the lowercase hex of its own",
             dispatch.request_fingerprint_hex
@@ -311,9 +480,9 @@ fn check_content(
         return Err((Rule::ContentMatchesRow, why));
     }
     match (
-        present(&row.target_spec),
-        present(&row.nonce),
-        present(&row.ciphertext),
+        present(row.target_spec),
+        present(row.nonce),
+        present(row.ciphertext),
     ) {
         (Some(target_spec), Some(nonce), Some(ciphertext)) => {
             if dispatch.target_spec != target_spec {
@@ -342,7 +511,7 @@ fn check_content(
 /// A legacy row: broadcast, its payload in base64, a nonce of this tick's
 /// random bytes that no other dispatch used.
 fn legacy_content(
-    row: &Row,
+    row: &RowView<'_>,
     dispatch: &Dispatch,
     nonces: &FnvHashSet<[u8; LEGACY_NONCE_BYTES]>,
 ) -> Result<[u8; LEGACY_NONCE_BYTES], (Rule, String)> {
@@ -354,7 +523,7 @@ fn legacy_content(
         );
         return Err((rule, why));
     }
-    if dispatch.ciphertext != BASE64.encode(&row.payload) {
+    if dispatch.ciphertext != BASE64.encode(row.payload) {
         let why = "is a legacy row, but its ciphertext is not the base64 of its payload";
         return Err((rule, why.into()));
     }
@@ -388,8 +557,13 @@ fn hex_matches(hex: &str, bytes: &[u8]) -> bool {
         })
 }
 
-fn present(value: &Option<String>) -> Option<&str> {
-    value.as_deref().filter(|v| !v.is_empty())
+fn present(value: Option<&str>) -> Option<&str> {
+    value.filter(|v| !v.is_empty())
+}
+
+/// An arena offset; a tick's claim holds far less than 4 GiB of text.
+fn span_offset(n: usize) -> u32 {
+    u32::try_from(n).unwrap_or(u32::MAX)
 }
 
 /// The first 12 characters of a session key, as the policy logs them.

@@ -79,15 +79,31 @@ fn done(rowid: i64, id: &str) -> Outcome {
 fn a_session_row_belongs_on_its_own_session_link() {
     let mut session = row(1);
     session.sender_session_pubkey = Some("k1".into());
-    let own = check_route(&session, &Route::Session("k1".into()), &mut one_mesh);
+    let own = check_route(
+        &RowView::of(&session),
+        &Route::Session("k1".into()),
+        &mut one_mesh,
+    );
     assert_eq!(own, Ok(()));
-    let over_daemon = check_route(&session, &Route::Daemon("alpha".into()), &mut one_mesh);
+    let over_daemon = check_route(
+        &RowView::of(&session),
+        &Route::Daemon("alpha".into()),
+        &mut one_mesh,
+    );
     assert_eq!(over_daemon.unwrap_err().0, Rule::SessionRowNeverOverDaemon);
-    let other = check_route(&session, &Route::Session("k2".into()), &mut one_mesh);
+    let other = check_route(
+        &RowView::of(&session),
+        &Route::Session("k2".into()),
+        &mut one_mesh,
+    );
     assert_eq!(other.unwrap_err().0, Rule::RouteMatchesRow);
     // An empty key counts as none, as the policy reads it.
     session.sender_session_pubkey = Some(String::new());
-    let daemon = check_route(&session, &Route::Daemon("alpha".into()), &mut one_mesh);
+    let daemon = check_route(
+        &RowView::of(&session),
+        &Route::Daemon("alpha".into()),
+        &mut one_mesh,
+    );
     assert_eq!(daemon, Ok(()));
 }
 
@@ -95,27 +111,30 @@ fn a_session_row_belongs_on_its_own_session_link() {
 fn a_row_goes_to_its_mesh_or_the_only_one() {
     let mut two = || vec!["alpha".to_string(), "beta".to_string()];
     let beta = Route::Daemon("beta".into());
-    assert!(check_route(&row(1), &beta, &mut two).is_err());
+    assert!(check_route(&RowView::of(&row(1)), &beta, &mut two).is_err());
     let mut unnamed = row(1);
     unnamed.mesh = Some(String::new());
     let alpha = Route::Daemon("alpha".into());
     assert!(
-        check_route(&unnamed, &alpha, &mut two).is_err(),
+        check_route(&RowView::of(&unnamed), &alpha, &mut two).is_err(),
         "a NULL mesh with two links has no route"
     );
-    assert_eq!(check_route(&unnamed, &alpha, &mut one_mesh), Ok(()));
+    assert_eq!(
+        check_route(&RowView::of(&unnamed), &alpha, &mut one_mesh),
+        Ok(())
+    );
 }
 
 #[test]
 fn partial_and_unreadable_rows_are_malformed_legacy_rows_are_not() {
     let mut partial = row(1);
     partial.nonce = Some(String::new());
-    assert!(malformed(&partial).is_some());
-    assert_eq!(malformed(&legacy(1)), None);
+    assert!(malformed(&RowView::of(&partial)).is_some());
+    assert_eq!(malformed(&RowView::of(&legacy(1))), None);
     let mut unreadable = row(1);
     unreadable.defect = Some("payload: NULL".into());
-    assert!(malformed(&unreadable).is_some());
-    assert_eq!(malformed(&row(1)), None);
+    assert!(malformed(&RowView::of(&unreadable)).is_some());
+    assert_eq!(malformed(&RowView::of(&row(1))), None);
     let mut ledger = ledger(&[partial.clone()]);
     assert_eq!(
         check(&mut ledger, &dispatch(&partial)),
