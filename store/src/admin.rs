@@ -62,7 +62,7 @@ const ENTRY_COLUMNS: [&str; 22] = [
 /// The newest load of the deciding policy at or before the decision; an
 /// older history entry of the same hash if none (clocks move).
 const POLICY_SQL: &str = "SELECT sha256, name, version, source, loaded_at, reason
-    FROM sluice_contract_history WHERE sha256 = ?1
+    FROM sluice_policy_history WHERE sha256 = ?1
     ORDER BY (loaded_at <= COALESCE(?2, loaded_at)) DESC, id DESC LIMIT 1";
 
 /// A refusal or mistake of an operator's command. Each says what was

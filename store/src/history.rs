@@ -1,9 +1,9 @@
 //! The audit trail: which policies drove this outbox, and which decided
 //! which rows.
 //!
-//! Owns: the `sluice_contract_history` table (one row per policy that went
+//! Owns: the `sluice_policy_history` table (one row per policy that went
 //! live: its hash, name, version, source, when and why), the
-//! `sluice_contract_violations` table (what the host's guard refused of each
+//! `sluice_policy_violations` table (what the host's guard refused of each
 //! policy, counted by rule), and the summary of
 //! the audit columns `decided_by`/`decided_at` that `settle_by` fills. Not
 //! here: deciding when a policy goes live (the host).
@@ -60,7 +60,7 @@ impl Outbox {
         self.write("counting a policy's violations", |tx, path| {
             let mut stmt = tx
                 .prepare_cached(
-                    "INSERT INTO sluice_contract_violations (sha256, rule, count, last_at, last_row, last_detail)
+                    "INSERT INTO sluice_policy_violations (sha256, rule, count, last_at, last_row, last_detail)
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6)
                      ON CONFLICT (sha256, rule) DO UPDATE SET count = count + excluded.count,
                         last_at = excluded.last_at, last_row = excluded.last_row,
@@ -83,9 +83,9 @@ impl Outbox {
             .conn
             .prepare(
                 "SELECT v.sha256, v.rule, v.count, v.last_at, v.last_row, v.last_detail,
-                    (SELECT h.name || ' ' || h.version FROM sluice_contract_history h
+                    (SELECT h.name || ' ' || h.version FROM sluice_policy_history h
                      WHERE h.sha256 = v.sha256 ORDER BY h.id DESC LIMIT 1)
-                 FROM sluice_contract_violations v ORDER BY v.last_at DESC, v.rule",
+                 FROM sluice_policy_violations v ORDER BY v.last_at DESC, v.rule",
             )
             .map_err(&map)?;
         let counts = stmt
@@ -110,7 +110,7 @@ impl Outbox {
     pub fn record_policy(&mut self, event: &PolicyEvent) -> Result<(), StoreError> {
         self.write("recording a policy in the history", |tx, path| {
             tx.execute(
-                "INSERT INTO sluice_contract_history (sha256, name, version, source, loaded_at, reason)
+                "INSERT INTO sluice_policy_history (sha256, name, version, source, loaded_at, reason)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
                 params![
                     event.sha256,
@@ -133,7 +133,7 @@ impl Outbox {
             .conn
             .prepare(
                 "SELECT sha256, name, version, source, loaded_at, reason
-                 FROM sluice_contract_history ORDER BY id DESC LIMIT ?1",
+                 FROM sluice_policy_history ORDER BY id DESC LIMIT ?1",
             )
             .map_err(&map)?;
         let events = stmt
@@ -161,7 +161,7 @@ impl Outbox {
             .conn
             .prepare(
                 "SELECT o.decided_by, COUNT(*),
-                    (SELECT h.name || ' ' || h.version FROM sluice_contract_history h
+                    (SELECT h.name || ' ' || h.version FROM sluice_policy_history h
                      WHERE h.sha256 = o.decided_by ORDER BY h.id DESC LIMIT 1)
                  FROM outbox o WHERE o.decided_at >= ?1 AND o.decided_by IS NOT NULL
                  GROUP BY o.decided_by ORDER BY 2 DESC",

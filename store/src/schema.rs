@@ -47,8 +47,7 @@ pub const LATER_COLUMNS: [&str; 6] = [
 pub const AUDIT_COLUMNS: [(&str, &str); 2] = [("decided_by", "TEXT"), ("decided_at", "INTEGER")];
 
 /// The history of the policies that drove this outbox: what, when, why.
-pub(crate) const CREATE_POLICY_HISTORY: &str =
-    "CREATE TABLE IF NOT EXISTS sluice_contract_history (
+pub(crate) const CREATE_POLICY_HISTORY: &str = "CREATE TABLE IF NOT EXISTS sluice_policy_history (
     id INTEGER PRIMARY KEY,
     sha256 TEXT NOT NULL,
     name TEXT NOT NULL,
@@ -61,7 +60,7 @@ pub(crate) const CREATE_POLICY_HISTORY: &str =
 /// What the host's guard refused of each policy: a count per policy and
 /// rule, with the latest breach (`sluice status`).
 pub(crate) const CREATE_POLICY_VIOLATIONS: &str =
-    "CREATE TABLE IF NOT EXISTS sluice_contract_violations (
+    "CREATE TABLE IF NOT EXISTS sluice_policy_violations (
     sha256 TEXT NOT NULL,
     rule TEXT NOT NULL,
     count INTEGER NOT NULL,

@@ -223,3 +223,27 @@ fn the_earlier_due_index_is_dropped_on_open() {
     drop(Outbox::open(&path).unwrap());
     assert_eq!(columns_and_indexes(&path).1, ["outbox_pending"]);
 }
+
+/// Sluice's own tables keep the names files already have: a file that a
+/// drainer of an earlier build opened holds its policy history under them.
+#[test]
+fn sluices_own_tables_keep_their_names() {
+    let (_dir, path) = temp_path();
+    Outbox::open(&path).unwrap();
+    let conn = raw(&path);
+    let tables: Vec<String> = conn
+        .prepare("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .map(|n| n.unwrap())
+        .collect();
+    assert_eq!(
+        tables,
+        [
+            "outbox",
+            "sluice_policy_history",
+            "sluice_policy_violations"
+        ]
+    );
+}
