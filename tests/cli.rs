@@ -1,9 +1,7 @@
 //! The command line's contracts: errors that name the thing and the fix, and
 //! that lose nothing.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use sluice::links::BrokerOptions;
 
 #[test]

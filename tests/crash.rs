@@ -1,8 +1,6 @@
 //! Several drainers and crashes: at-least-once without needless re-sends.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use sluice::links::BrokerOptions;
 use std::collections::BTreeSet;
 use std::time::Duration;

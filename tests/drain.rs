@@ -2,9 +2,7 @@
 //! WebSockets on 127.0.0.1 to the project's test broker, running the real
 //! compiled policy component.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use sluice::links::BrokerOptions;
 use sluice::store::NewRow;
 use std::time::Duration;

@@ -1,9 +1,7 @@
 //! `sluice enqueue --client-message-id`: the accept table from the command
 //! line, and concurrent producer processes racing on one id.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use serde_json::Value;
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;

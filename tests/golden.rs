@@ -5,13 +5,11 @@
 //! scripted links and broker answers, a virtual clock and counted "random"
 //! bytes, so its trace is the same on every machine. After an intentional
 //! change of the policy's behaviour, `SLUICE_BLESS=1 cargo test --release
-//! --test golden` records them again; review the diff of `tests/golden/`
+//! --test e2e golden::` records them again; review the diff of `tests/golden/`
 //! before committing it. A replay failure you did not intend is a bug.
 
 // Test code fails loudly: an unwrap here is an assertion.
 #![allow(clippy::unwrap_used)]
-
-mod common;
 
 use sluice::engine::PolicyEngine;
 use sluice::replay::replay;
@@ -574,7 +572,7 @@ fn golden_traces_replay_against_the_default_policy() {
     for scenario in scenarios() {
         let path = golden_path(scenario.name);
         let Ok(trace) = Trace::load(&path) else {
-            problems.push(format!("{}: no golden trace at {}; record it with SLUICE_BLESS=1 cargo test --release --test golden", scenario.name, path.display()));
+            problems.push(format!("{}: no golden trace at {}; record it with SLUICE_BLESS=1 cargo test --release --test e2e golden::", scenario.name, path.display()));
             continue;
         };
         let engine = if scenario.settings.is_empty() {

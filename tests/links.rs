@@ -5,9 +5,7 @@
 // Test code fails loudly: an unwrap here is an assertion.
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use sluice::links::{BrokerOptions, MemberKey, RateLimit};
 use sluice::store::NewRow;
 use std::collections::BTreeMap;

@@ -3,9 +3,7 @@
 // Test code fails loudly: an unwrap here is an assertion.
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use prometheus_parse::{Sample, Scrape, Value};
 use sluice::links::BrokerOptions;
 use sluice::store::NewRow;

@@ -1,8 +1,6 @@
 //! Running sluice as a service: JSON log lines and the systemd unit.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use serde_json::Value;
 use sluice::links::BrokerOptions;
 

@@ -4,12 +4,11 @@
 // A failed unwrap is a failed test.
 #![allow(clippy::unwrap_used)]
 
-mod common;
 // The outbox shared with other programs (another SQLite, a corrupt file).
 #[path = "share.rs"]
 mod share;
 
-use common::*;
+use crate::common::*;
 use sluice::links::BrokerOptions;
 use std::time::Duration;
 

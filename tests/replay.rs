@@ -4,9 +4,7 @@
 // Test code fails loudly: an unwrap here is an assertion.
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use sluice::links::BrokerOptions;
 
 #[test]

@@ -2,13 +2,11 @@
 //! simulated outbox and broker, every invariant checked after every tick.
 //!
 //! A failing seed prints `SLUICE_SEED=<n>` and the commands that rerun it;
-//! `SLUICE_SEED=<n> cargo test --release -p sluice --test sim` runs just that
+//! `SLUICE_SEED=<n> cargo test --release -p sluice --test e2e sim::` runs just that
 //! seed in `many_seeds_keep_every_invariant`.
 #![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use sluice::engine::PolicyEngine;
 use sluice::sim::{Profile, Sim, SimConfig, SimOutcome, SimPolicy, Stop, TraceSink};
 use sluice::trace::Trace;
@@ -54,7 +52,7 @@ fn simulate(
 
 fn rerun_hint(seed: u64, profile: &str, test: &str) -> String {
     format!(
-        "SLUICE_SEED={seed}: rerun with `SLUICE_SEED={seed} cargo test --release -p sluice --test sim {test}` \
+        "SLUICE_SEED={seed}: rerun with `SLUICE_SEED={seed} cargo test --release -p sluice --test e2e sim::{test}` \
          or `sluice sim --seed {seed} --rows {ROWS} --faults {profile}`"
     )
 }

@@ -3,7 +3,7 @@
 //! profiles, and a ten-minute broker outage measured against the default.
 //!
 //! A failing seed prints `SLUICE_SEED=<n>`; `SLUICE_SEED=<n> cargo test
-//! --release -p sluice --test sim_outage` runs just that seed.
+//! --release -p sluice --test e2e sim_outage::` runs just that seed.
 #![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 
 use sluice::engine::PolicyEngine;
@@ -57,7 +57,7 @@ fn run_seeds(profile: &str, seeds: &[u64], rows: u32, ticks_max: u64) -> Vec<Sim
         .unwrap();
         let outcome = sim.run();
         let hint = format!(
-            "SLUICE_SEED={seed}: rerun with `SLUICE_SEED={seed} cargo test --release -p sluice --test sim_outage` \
+            "SLUICE_SEED={seed}: rerun with `SLUICE_SEED={seed} cargo test --release -p sluice --test e2e sim_outage::` \
              or `sluice sim --seed {seed} --rows {rows} --faults {profile} --policy {OUTAGE}`"
         );
         if let Stop::Violation(violation) = &outcome.stop {

@@ -6,13 +6,11 @@
 // Test code fails loudly: an unwrap here is an assertion.
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
 // The guard's refusals, which end in a rollback.
 #[path = "guard.rs"]
 mod guard;
 
-use common::*;
+use crate::common::*;
 use sluice::links::BrokerOptions;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};

@@ -1,9 +1,7 @@
 //! The test broker's hellos, spoken to by a raw WebSocket client writing
 //! JSON by hand: each answer as the real broker was observed to give it.
 
-mod broker_support;
-
-use broker_support::*;
+use crate::broker_support::*;
 use futures_util::SinkExt as _;
 use serde_json::json;
 use sluice_links::{BrokerOptions, Member, MemberKey};

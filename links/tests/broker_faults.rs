@@ -1,9 +1,7 @@
 //! The test broker's injected faults, over raw sockets: each one seeded, so
 //! the same seed and the same frames give the same faults.
 
-mod broker_support;
-
-use broker_support::*;
+use crate::broker_support::*;
 use sluice_links::{BrokerOptions, RefusalCode};
 
 /// Sends `count` broadcasts and returns the ids whose ack came back, in

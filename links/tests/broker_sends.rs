@@ -1,9 +1,7 @@
 //! The test broker's answers to sends, over raw sockets: targets, the rate
 //! limit, no dedupe, acks out of order, and sends it never answers.
 
-mod broker_support;
-
-use broker_support::*;
+use crate::broker_support::*;
 use serde_json::json;
 use sluice_links::broker::NO_CONNECTED_PEER;
 use sluice_links::{BrokerOptions, RateLimit};

@@ -2,9 +2,7 @@
 //! self-signed certificate gets through; one trusting the public roots does
 //! not.
 
-mod broker_support;
-
-use broker_support::*;
+use crate::broker_support::*;
 use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject as _;
 use rustls::{ClientConfig, RootCertStore};

@@ -2,9 +2,7 @@
 //! 127.0.0.1: every send frame written takes a token from its mesh's
 //! bucket, whichever link of the member wrote it; `throttle` empties it.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use sluice_contract::SendResult;
 use sluice_links::{BrokerOptions, LinkState, Links, MeshBudget, RateLimit};
 use std::time::Duration;

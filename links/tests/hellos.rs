@@ -3,11 +3,8 @@
 //! answers nothing without `cwd`), a session hello is signed as the broker
 //! checks it, and a broker without session support is asked only once.
 
-mod common;
-mod scripted;
-
-use common::*;
-use scripted::Scripted;
+use crate::common::*;
+use crate::scripted::Scripted;
 use sluice_contract::SessionState;
 use sluice_links::{
     ATTESTATION_TTL_DEFAULT, LinkKind, LinkState, Links, session_attestation_message,
@@ -24,7 +21,7 @@ fn now_ms() -> i64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_daemon_hello_carries_cwd_and_the_configured_session_id() {
-    let server = Scripted::start(scripted::acknowledging()).await;
+    let server = Scripted::start(crate::scripted::acknowledging()).await;
     let links = Links::start(
         vec![mesh("main", &server.url())],
         Vec::new(),
@@ -48,7 +45,7 @@ async fn the_daemon_hello_carries_cwd_and_the_configured_session_id() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_session_hello_carries_cwd_session_id_and_both_signatures() {
-    let server = Scripted::start(scripted::acknowledging()).await;
+    let server = Scripted::start(crate::scripted::acknowledging()).await;
     let before = now_ms();
     let links = Links::start(
         vec![mesh("main", &server.url())],
@@ -105,7 +102,7 @@ async fn the_session_hello_carries_cwd_session_id_and_both_signatures() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_broker_without_session_support_is_asked_once_and_the_link_reads_unsupported() {
-    let server = Scripted::start(scripted::without_sessions()).await;
+    let server = Scripted::start(crate::scripted::without_sessions()).await;
     let links = Links::start(
         vec![mesh("main", &server.url())],
         vec![session("main", 9)],

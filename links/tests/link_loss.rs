@@ -1,11 +1,8 @@
 //! Daemon links losing and regaining their broker, over real sockets on
 //! 127.0.0.1: drops, closes, refusals, dead ports, shutdown, noise.
 
-mod common;
-mod scripted;
-
-use common::*;
-use scripted::Scripted;
+use crate::common::*;
+use crate::scripted::Scripted;
 use sluice_contract::SendResult;
 use sluice_links::{BrokerOptions, LinkKind, LinkState, Links};
 use std::time::Duration;
@@ -174,7 +171,7 @@ async fn a_refused_hello_keeps_the_link_connecting_and_it_tries_again() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refused_hello_is_reported_with_the_brokers_code_message_and_what_to_do() {
-    let server = Scripted::start(scripted::refusing(
+    let server = Scripted::start(crate::scripted::refusing(
         "bad_signature",
         "hello rejected: bad_signature",
     ))

@@ -1,9 +1,7 @@
 //! Sending over daemon links against the test broker, over real sockets on
 //! 127.0.0.1: pipelining, matching acks, rejections, timeouts, routing.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use sluice_contract::{Dispatch, Route, SendResult};
 use sluice_links::{BrokerOptions, Links};
 use std::collections::BTreeSet;

@@ -2,11 +2,8 @@
 //! opening, sending as the session, states, adding and removing sessions,
 //! losing the link.
 
-mod common;
-mod scripted;
-
-use common::*;
-use scripted::Scripted;
+use crate::common::*;
+use crate::scripted::Scripted;
 use sluice_contract::{SendResult, SessionState};
 use sluice_links::{BrokerOptions, LinkKind, LinkState, Links};
 use std::time::Duration;
@@ -228,7 +225,7 @@ async fn a_session_of_a_mesh_without_a_daemon_link_is_refused() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_changed_session_restarts_its_link_and_an_unchanged_one_does_not() {
-    let server = Scripted::start(scripted::acknowledging()).await;
+    let server = Scripted::start(crate::scripted::acknowledging()).await;
     let links = Links::start(
         vec![mesh("main", &server.url())],
         vec![session("main", 9)],

@@ -3,9 +3,7 @@
 //! opens; without them it does not, and says to set `ca_file`. And
 //! `read_ca_file` names the file and the fix when it cannot be used.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use sluice_contract::{SendResult, SessionState};
 use sluice_links::{Broker, BrokerOptions, LinkState, Links, MeshConfig, read_ca_file};
 use std::net::SocketAddr;
