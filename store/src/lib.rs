@@ -2,7 +2,7 @@
 //! SQLite outbox file goes through this crate.
 //!
 //! The map, in the order a row travels:
-//! - [`schema`]: the table as DESIGN.md fixes it, the look at an existing
+//! - [`schema`]: the table as claudemesh's daemon makes it, the look at an existing
 //!   file that decides whether it may be touched, and the additive migration.
 //! - [`outbox`]: [`Outbox`], one connection to one file: opening, pragmas,
 //!   the write-transaction helper.

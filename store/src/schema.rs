@@ -1,4 +1,4 @@
-//! The outbox table as DESIGN.md fixes it, the look at an existing file that
+//! The outbox table as claudemesh's daemon makes it, the look at an existing file that
 //! decides whether Sluice may touch it, and the additive migration.
 //!
 //! Owns: the DDL, the column lists, the refusal of foreign and non-SQLite
@@ -70,7 +70,7 @@ pub(crate) const CREATE_POLICY_VIOLATIONS: &str =
     PRIMARY KEY (sha256, rule)
 )";
 
-/// The table of a new file, column for column as in DESIGN.md.
+/// The table of a new file, column for column as claudemesh's daemon makes it.
 pub(crate) const CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS outbox (
     id TEXT PRIMARY KEY,
     client_message_id TEXT NOT NULL UNIQUE,

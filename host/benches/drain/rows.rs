@@ -6,7 +6,8 @@
 //! index, the columns later versions add), so the drain reads the same file
 //! a daemon leaves behind. Sluice opens it once before the copies are made,
 //! as it would the first time it meets the file: that adds its audit columns
-//! and its due index, which a real file also gets once.
+//! and its own tables, which a real file also gets once (the daemon's
+//! `outbox_pending` stays the only index).
 
 use rusqlite::{Connection, params};
 use std::path::{Path, PathBuf};

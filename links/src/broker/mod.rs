@@ -1,7 +1,7 @@
 //! A test broker that speaks the claudemesh wire protocol and is at least as
-//! strict as the real broker (`apps/broker`, checked against commit
-//! 213a6b3 and the facts in `shared/realbroker/README.md`). `sluice broker`
-//! runs it.
+//! strict as the real broker (claudemesh's `apps/broker`, checked against
+//! commit 213a6b3; `docs/broker.md` has the conformance table). `sluice
+//! broker` runs it.
 //!
 //! Real-broker behaviour it mirrors:
 //! - Hellos: `hello` signs `meshId|memberId|pubkey|timestamp`, ±60 s skew;
