@@ -8,7 +8,7 @@
 
 use crate::engine::{PolicyMeta, TickError};
 use crate::guard::{Breach, Rule};
-use crate::swap::{AfterTrap, PolicySlot};
+use crate::swap::{AfterTrap, Failure, PolicySlot};
 use crate::world::{HostWorld, now_ms};
 use sluice_policy::TickReport;
 use std::collections::BTreeMap;
@@ -213,27 +213,22 @@ impl Drain {
             timer(started.elapsed());
         }
         if let (Some((slot, _)), Some(generation)) = (&self.slot, generation) {
-            match &result {
-                Ok(report) => slot.tick_ok(generation, report.claimed > 0),
-                Err(TickError::Trap(cause)) => {
-                    if let AfterTrap::RolledBack { .. } | AfterTrap::Halted(_) =
-                        slot.tick_trapped(generation, cause)
-                    {
-                        self.siblings.send(Signal::Wake);
-                    }
+            let failure = match &result {
+                Ok(report) => {
+                    slot.tick_ok(generation, report.claimed > 0);
+                    None
                 }
-                Err(TickError::Violation { breaches, .. }) => {
-                    let first = breaches
-                        .first()
-                        .map_or_else(String::new, ToString::to_string);
-                    let cause = format!("policy_violation {first}");
-                    if let AfterTrap::RolledBack { .. } | AfterTrap::Halted(_) =
-                        slot.tick_trapped(generation, &cause)
-                    {
-                        self.siblings.send(Signal::Wake);
-                    }
+                Err(TickError::Trap(cause)) => Some(Failure::Trapped(cause.clone())),
+                Err(violation @ TickError::Violation { .. }) => {
+                    Some(Failure::BrokeRules(violation.to_string()))
                 }
-                Err(TickError::Policy(_)) => {}
+                Err(TickError::Policy(_)) => None,
+            };
+            if let Some(failure) = failure
+                && let AfterTrap::RolledBack { .. } | AfterTrap::Halted(_) =
+                    slot.tick_trapped(generation, &failure)
+            {
+                self.siblings.send(Signal::Wake);
             }
         }
         if let Err(TickError::Violation { breaches, dropped }) = &result {

@@ -22,6 +22,15 @@ pub const ROLLBACK_AFTER_DEFAULT: u32 = 3;
 /// Called whenever a policy goes live: (its meta, why). The audit trail.
 pub type Audit = Box<dyn Fn(&PolicyMeta, &str) + Send + Sync>;
 
+/// Why a tick failed, for the count toward rollback.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Failure {
+    /// It trapped, or ran out of time or memory: the cause.
+    Trapped(String),
+    /// The guard refused calls of it: the first breach.
+    BrokeRules(String),
+}
+
 /// What a trapped tick led to.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum AfterTrap {
@@ -127,8 +136,8 @@ impl PolicySlot {
     }
 
     /// A tick of `generation` trapped (or ran out of time or memory), or
-    /// broke the host's rules (`cause` then starts with `policy_violation`).
-    pub fn tick_trapped(&self, generation: u64, cause: &str) -> AfterTrap {
+    /// broke the host's rules, as `failure` says.
+    pub fn tick_trapped(&self, generation: u64, failure: &Failure) -> AfterTrap {
         if generation != self.generation() {
             // A trap of a policy already replaced counts for nothing.
             return AfterTrap::Retry;
@@ -140,10 +149,9 @@ impl PolicySlot {
         }
         let from = state.live.meta().clone();
         // A breach of the host's rules counts like a trap; say which it was.
-        let failed = if cause.starts_with("policy_violation") {
-            "failed (trapped or broke the host's rules)"
-        } else {
-            "trapped"
+        let (failed, cause) = match failure {
+            Failure::Trapped(cause) => ("trapped", cause),
+            Failure::BrokeRules(cause) => ("failed (trapped or broke the host's rules)", cause),
         };
         let why = format!(
             "{} {} {failed} {} ticks in a row (last: {cause})",

@@ -145,10 +145,6 @@ impl Ledger {
         self.clock = now;
     }
 
-    pub fn clock(&self) -> TimestampMs {
-        self.clock
-    }
-
     /// The policy was told the time is `now`.
     pub fn saw_time(&mut self, now: TimestampMs) {
         self.clock = self.clock.max(now);
