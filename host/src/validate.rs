@@ -13,6 +13,7 @@ use crate::engine::PolicyEngine;
 use crate::replay::{ReplaySummary, replay};
 use crate::sim::{Profile, Sim, SimConfig, SimPolicy, Stop, TraceSink};
 use crate::trace::Trace;
+use sluice_policy::settings::SETTING_NAMES;
 use std::path::{Path, PathBuf};
 
 /// The file extension of recorded traces (`sluice run --record`).
@@ -62,7 +63,8 @@ pub fn validate(
 }
 
 /// Replays every `*.trace` in `dir` (in name order) against `engine`, each
-/// with the settings in its header. Err when `dir` holds no trace at all: a
+/// with the settings in its header in place of the operator's values of the
+/// default's settings. Err when `dir` holds no trace at all: a
 /// check against nothing would pass.
 pub fn verify_traces(engine: &PolicyEngine, dir: &Path) -> Result<Vec<TraceCheck>, String> {
     let entries = std::fs::read_dir(dir)
@@ -89,12 +91,16 @@ pub fn verify_traces(engine: &PolicyEngine, dir: &Path) -> Result<Vec<TraceCheck
 
 fn replay_one(engine: &PolicyEngine, path: &Path) -> Result<ReplaySummary, String> {
     let trace = Trace::load(path).map_err(|e| e.to_string())?;
-    // The trace's settings on top of the candidate's own: a setting only the
-    // candidate knows (one it was loaded with) stays as it was given.
+    // The trace's own settings, not the operator's: the trace shows what the
+    // default policy did under the settings in its header, so the candidate
+    // must be asked under those. The operator's values of the default's
+    // settings (`lease_ms = 5000`) would change the calls and make every
+    // trace diverge, the running policy's too. A setting only the candidate
+    // knows is not the trace's business and stays as it was given.
     let mut settings: Vec<(String, String)> = engine
         .settings()
         .iter()
-        .filter(|(key, _)| !trace.header.settings.iter().any(|(k, _)| k == key))
+        .filter(|(key, _)| !SETTING_NAMES.contains(&key.as_str()))
         .cloned()
         .collect();
     settings.extend(trace.header.settings.iter().cloned());
