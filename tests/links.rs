@@ -246,6 +246,48 @@ fn wss_with_a_private_certificate_needs_the_ca_file() {
     assert!(wait_output(child, Duration::from_secs(20)).status.success());
 }
 
+/// A private broker that rotates its self-signed certificate, as the test
+/// broker's `--tls-self-signed DIR` does at each start: it comes back on the
+/// same port with a new certificate written to the drainer's `ca_file`. The
+/// drainer, never restarted, reads the file again when it reconnects and
+/// every row ends done.
+#[test]
+fn a_broker_back_on_a_new_certificate_is_drained_to_without_a_restart() {
+    let (cert, key) = sluice::links::self_signed_localhost();
+    let broker = TestBroker::start_tls(BrokerOptions::default(), &cert, &key);
+    let address = broker.local_addr();
+    let setup = Setup::with_mesh(
+        &broker.url(),
+        "rate_limit_per_minute = 0\nca_file = \"ca.pem\"\n",
+        "",
+    );
+    let ca_file = setup.dir.path().join("ca.pem");
+    std::fs::write(&ca_file, &cert).unwrap();
+    setup.enqueue(&many("before", 10));
+    let child = KillOnDrop::new(setup.spawn(&[]));
+    let done = || setup.sql::<i64>("SELECT COUNT(*) FROM outbox WHERE status = 'done'");
+    wait_for(
+        "the rows before the restart",
+        Duration::from_secs(20),
+        || done() == 10,
+    );
+
+    drop(broker);
+    let (new_cert, new_key) = sluice::links::self_signed_localhost();
+    std::fs::write(&ca_file, &new_cert).unwrap();
+    let broker = TestBroker::start_tls_at(address, BrokerOptions::default(), &new_cert, &new_key);
+    setup.enqueue(&many("after", 10));
+    wait_for(
+        "the rows after the restart",
+        Duration::from_secs(30),
+        || done() == 20,
+    );
+    assert_eq!(broker.stats().hellos_accepted, 1);
+    let child = child.take();
+    signal(&child, "TERM");
+    assert!(wait_output(child, Duration::from_secs(20)).status.success());
+}
+
 /// A member configured as unlimited (`rate_limit_per_minute = 0`) on a
 /// broker that limits it: each refusal pauses the member's sends for a
 /// second, so in three seconds the broker sees a few claims' worth of

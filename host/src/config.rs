@@ -380,10 +380,11 @@ fn mesh_config(
             "mesh[{i}].rate_limit_burst = {rate_limit_burst} is out of range: give 1 to {RATE_LIMIT_BURST_MAX} (the broker's is 10)"
         ));
     }
-    let ca_certs = match mesh.ca_file {
-        Some(file) => {
-            read_ca_file(&base.join(file)).map_err(|e| format!("mesh[{i}].ca_file: {e}"))?
-        }
+    // Read now, so a file that cannot be used stops the start; the links
+    // read it again at every connect.
+    let ca_file = mesh.ca_file.map(|file| base.join(file));
+    let ca_certs = match &ca_file {
+        Some(file) => read_ca_file(file).map_err(|e| format!("mesh[{i}].ca_file: {e}"))?,
         None => Vec::new(),
     };
     Ok(MeshConfig {
@@ -396,5 +397,6 @@ fn mesh_config(
         rate_limit_per_minute,
         rate_limit_burst,
         ca_certs,
+        ca_file,
     })
 }

@@ -258,10 +258,12 @@ impl Daemon {
     }
 
     /// Stops the loops on SIGINT or SIGTERM, after their current tick;
-    /// reads the config again on SIGHUP.
+    /// reads the config again on SIGHUP, and has every link waiting to
+    /// reconnect try at once (reading its `ca_file` again).
     pub fn stop_on_signals(&self) {
         let signals = self.signals.clone();
         let reload = self.reload.clone();
+        let links = self.links.clone();
         self.runtime.spawn(async move {
             let Ok(mut hangups) =
                 tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
@@ -273,6 +275,7 @@ impl Daemon {
                 let reload = reload.clone();
                 // Reading a file and starting links: off the runtime's thread.
                 let _ = tokio::task::spawn_blocking(move || reload()).await;
+                links.retry_now();
             }
         });
         self.runtime.spawn(async move {

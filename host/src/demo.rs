@@ -65,6 +65,7 @@ pub fn run(normal: u32, record: Option<&std::path::Path>) -> anyhow::Result<Demo
             rate_limit_per_minute: 0,
             rate_limit_burst: 10,
             ca_certs: Vec::new(),
+            ca_file: None,
         }],
         sessions: vec![SessionLinkConfig {
             mesh: MESH.into(),

@@ -56,6 +56,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         rate_limit_per_minute: 60,
         rate_limit_burst: 10,
         ca_certs: Vec::new(),
+        ca_file: None,
     };
     let links = {
         let _guard = runtime.enter();

@@ -8,6 +8,7 @@
 
 use crate::identity::MemberKey;
 use rustls::pki_types::CertificateDer;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
@@ -88,6 +89,10 @@ pub struct MeshConfig {
     /// Trust anchors for wss:// besides the web roots (webpki-roots), from
     /// the mesh's `ca_file`.
     pub ca_certs: Vec<CertificateDer<'static>>,
+    /// Where `ca_certs` came from. When set, each connect attempt reads the
+    /// file again and trusts what it holds then (in place of `ca_certs`), so
+    /// a broker's new certificate at the same path needs no restart.
+    pub ca_file: Option<PathBuf>,
 }
 
 /// One session link: a session key, attested by its mesh's member key, that

@@ -10,7 +10,7 @@ use crate::config::{CONNECT_TIMEOUT, HELLO_TIMEOUT, LinkOptions, MeshConfig, web
 use crate::hello::{Greeting, hello_text};
 use crate::hints::refusal_hint;
 use crate::identity::now_ms;
-use crate::tls::{Tls, certificate_problem};
+use crate::tls::{Attempt, Tls, certificate_problem};
 use crate::wire::{self, Inbound};
 use crate::writer::WsStream;
 use futures_util::{SinkExt as _, StreamExt as _};
@@ -79,20 +79,25 @@ pub(crate) async fn connect_and_hello(
     options: &LinkOptions,
 ) -> Result<WsStream, LinkError> {
     let url = mesh.broker_url.as_str();
-    let connector = tls.connector().map_err(|reason| LinkError::Tls {
+    let attempt = tls.attempt().map_err(|reason| LinkError::Tls {
         url: url.to_string(),
         reason,
     })?;
     // Nagle off: frames are already batched by feed-then-flush, and Nagle
     // would delay the last frame of each burst.
-    let connecting = connect_async_tls_with_config(url, Some(websocket_config()), true, connector);
+    let connecting = connect_async_tls_with_config(
+        url,
+        Some(websocket_config()),
+        true,
+        attempt.connector.clone(),
+    );
     let (mut ws, _response) = match timeout(CONNECT_TIMEOUT, connecting).await {
         Err(_) => {
             return Err(LinkError::ConnectTimeout {
                 url: url.to_string(),
             });
         }
-        Ok(Err(e)) => return Err(connect_error(url, e)),
+        Ok(Err(e)) => return Err(connect_error(url, e, &attempt)),
         Ok(Ok(connected)) => connected,
     };
     let hello = hello_text(greeting, mesh, options, now_ms())?;
@@ -107,8 +112,8 @@ pub(crate) async fn connect_and_hello(
     }
 }
 
-fn connect_error(url: &str, error: WsError) -> LinkError {
-    match certificate_problem(&error) {
+fn connect_error(url: &str, error: WsError, attempt: &Attempt) -> LinkError {
+    match certificate_problem(&error, attempt) {
         Some(problem) => LinkError::Certificate {
             url: url.to_string(),
             problem,

@@ -14,7 +14,7 @@ use crate::report::{LinkKind, LinkName, LinkReport, LinkStatus};
 use crate::tls::Tls;
 use crate::tracker::Tracker;
 use std::sync::Arc;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{Notify, mpsc, watch};
 use tokio::task::JoinHandle;
 
 /// How to reach a running link task.
@@ -44,6 +44,9 @@ impl LinkHandle {
 pub(crate) struct Shared {
     pub options: Arc<LinkOptions>,
     pub changes: Arc<watch::Sender<u64>>,
+    /// Wakes every link waiting out a reconnect delay to try now
+    /// (`Links::retry_now`, on SIGHUP).
+    pub retry: Arc<Notify>,
 }
 
 /// One link of a mesh: the mesh, how it connects, how it says hello.
@@ -85,6 +88,7 @@ pub(crate) fn spawn_link(
         commands: receiver,
         tracker: Tracker::new(name.clone(), status, Arc::clone(&shared.changes)),
         shutdown,
+        retry: Arc::clone(&shared.retry),
     };
     let handle = LinkHandle {
         name,

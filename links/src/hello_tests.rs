@@ -39,6 +39,7 @@ fn mesh(vectors: &Value) -> MeshConfig {
         rate_limit_per_minute: 60,
         rate_limit_burst: 10,
         ca_certs: Vec::new(),
+        ca_file: None,
     }
 }
 

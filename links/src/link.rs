@@ -19,7 +19,7 @@ use sluice_contract::SendResult;
 use std::future::Future;
 use std::pin::pin;
 use std::sync::Arc;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{Notify, mpsc, watch};
 
 /// Everything one link task owns.
 pub(crate) struct LinkTask {
@@ -33,6 +33,8 @@ pub(crate) struct LinkTask {
     pub tracker: Tracker,
     /// Becomes true (or loses its sender) when the link is to stop.
     pub shutdown: watch::Receiver<bool>,
+    /// Cuts a reconnect delay short.
+    pub retry: Arc<Notify>,
 }
 
 impl LinkTask {
@@ -90,7 +92,13 @@ impl LinkTask {
                 self.options.reconnect_max,
                 jitter_seed(),
             );
-            let sleep = tokio::time::sleep(delay);
+            let retry = Arc::clone(&self.retry);
+            let sleep = async move {
+                tokio::select! {
+                    _ = tokio::time::sleep(delay) => {}
+                    _ = retry.notified() => {}
+                }
+            };
             if while_not_open(sleep, &mut self.commands, &mut self.shutdown)
                 .await
                 .is_none()

@@ -17,7 +17,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
-use tokio::sync::watch;
+use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
 use tokio::time::{Instant, timeout_at};
 
@@ -79,6 +79,7 @@ impl Links {
             // Shared, not cloned per link: every link presents itself alike.
             options: Arc::new(options),
             changes: Arc::new(watch::channel(0).0),
+            retry: Arc::new(Notify::new()),
         };
         let (shutdown, _) = watch::channel(false);
         let mut daemons = Vec::with_capacity(meshes.len());
@@ -91,7 +92,7 @@ impl Links {
                 by_slug.insert(mesh.slug.clone(), daemons.len());
             }
             let mesh = Arc::new(mesh);
-            let tls = Tls::for_url(&mesh.broker_url, &mesh.ca_certs);
+            let tls = Tls::for_mesh(&mesh);
             let budget = Budget::new(mesh.rate_limit_per_minute, mesh.rate_limit_burst);
             let plan = LinkPlan {
                 mesh: Arc::clone(&mesh),
@@ -122,6 +123,13 @@ impl Links {
             links.set_sessions(sessions);
         }
         links
+    }
+
+    /// Every link waiting to reconnect tries now, instead of at the end of
+    /// its delay; each attempt reads its mesh's `ca_file` again (SIGHUP
+    /// after a broker's certificate changed).
+    pub fn retry_now(&self) {
+        self.inner.shared.retry.notify_waiters();
     }
 
     /// Mesh slugs, in config order.

@@ -51,18 +51,24 @@ impl TestBroker {
 
     /// A broker serving wss:// with this certificate and key (PEM).
     pub fn start_tls(options: BrokerOptions, cert_pem: &str, key_pem: &str) -> TestBroker {
+        let any_port = SocketAddr::from(([127, 0, 0, 1], 0));
+        TestBroker::start_tls_at(any_port, options, cert_pem, key_pem)
+    }
+
+    /// As `start_tls`, on `bind` (the address of a broker that stopped).
+    pub fn start_tls_at(
+        bind: SocketAddr,
+        options: BrokerOptions,
+        cert_pem: &str,
+        key_pem: &str,
+    ) -> TestBroker {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .enable_all()
             .build()
             .unwrap();
         let broker = runtime
-            .block_on(Broker::start_tls(
-                SocketAddr::from(([127, 0, 0, 1], 0)),
-                options,
-                cert_pem,
-                key_pem,
-            ))
+            .block_on(Broker::start_tls(bind, options, cert_pem, key_pem))
             .unwrap();
         TestBroker {
             broker: Some(broker),
@@ -72,6 +78,10 @@ impl TestBroker {
 
     pub fn url(&self) -> String {
         self.broker.as_ref().unwrap().url()
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.broker.as_ref().unwrap().local_addr()
     }
 
     pub fn stats(&self) -> BrokerStats {

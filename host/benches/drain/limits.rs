@@ -102,6 +102,7 @@ impl Link {
             rate_limit_per_minute: 0,
             rate_limit_burst: 0,
             ca_certs: Vec::new(),
+            ca_file: None,
         };
         let links = {
             let _entered = runtime.enter();

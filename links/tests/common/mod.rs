@@ -47,6 +47,7 @@ pub fn mesh(slug: &str, url: &str) -> MeshConfig {
         rate_limit_per_minute: 0,
         rate_limit_burst: 10,
         ca_certs: Vec::new(),
+        ca_file: None,
     }
 }
 
