@@ -422,15 +422,38 @@ fn describe_trap(error: &wasmtime::Error) -> String {
         Some(wasmtime::Trap::Interrupt) => {
             format!("guest ran past its time budget of {TICK_GUEST_TIME_MAX:?} in one tick")
         }
-        Some(trap) => format!("{trap}: {}", root_cause(error)),
+        Some(trap) => {
+            let cause = root_cause(error);
+            let trap = trap.to_string();
+            // The trap is often the innermost cause already.
+            if cause.ends_with(&trap) {
+                cause
+            } else {
+                format!("{trap}: {cause}")
+            }
+        }
         None => root_cause(error),
     }
 }
 
+/// The causes of `error` on one line, for a refusal, a rollback and
+/// `sluice status`: the first line of each, without the wasm backtrace or
+/// the byte dump of a bad header. The whole error goes to the debug log.
 fn root_cause(error: &wasmtime::Error) -> String {
+    tracing::debug!(target: "sluice", "policy error in full: {error:?}");
     error
         .chain()
         .map(ToString::to_string)
+        .filter(|cause| !cause.starts_with("error while executing at wasm backtrace"))
+        .map(|cause| one_line(&cause))
         .collect::<Vec<_>>()
         .join(": ")
+}
+
+/// The first line of a cause, cut before a dump of expected and actual
+/// bytes ("bad magic number - expected=[").
+fn one_line(cause: &str) -> String {
+    let first = cause.lines().next().unwrap_or_default();
+    let cut = first.find(" - expected=").map_or(first, |at| &first[..at]);
+    cut.trim_end().to_string()
 }
