@@ -248,7 +248,8 @@ fn purge(args: &PurgeArgs) -> anyhow::Result<ExitCode> {
         let value = serde_json::json!({
             "done": report.done, "dead": report.dead, "batches": report.batches,
             "bytes_before": report.bytes_before(), "bytes_after": report.bytes_after(),
-            "reusable_bytes": report.reusable_bytes(), "vacuumed": report.vacuumed,
+            "freed_bytes": report.freed_bytes(), "reusable_bytes": report.reusable_bytes(),
+            "vacuumed": report.vacuumed,
         });
         println!("{}", serde_json::to_string_pretty(&value)?);
         return Ok(ExitCode::SUCCESS);
@@ -260,19 +261,22 @@ fn purge(args: &PurgeArgs) -> anyhow::Result<ExitCode> {
         path.display(),
         report.batches
     );
-    let size = |bytes: i64| format!("{:.1} MB", bytes as f64 / 1e6);
+    let size = |bytes: i64| match bytes {
+        ..1_000_000 => format!("{} kB", (bytes + 999) / 1000),
+        _ => format!("{:.1} MB", bytes as f64 / 1e6),
+    };
     if report.vacuumed {
         println!(
-            "file {} → {} (auto_vacuum is incremental: freed pages went back to the file system)",
+            "freed {}, given back to the file system: the file went from {} to {} (auto_vacuum is incremental)",
+            size(report.freed_bytes()),
             size(report.bytes_before()),
             size(report.bytes_after())
         );
     } else {
         println!(
-            "file {} → {}; {} in free pages SQLite reuses for new rows (the file does not shrink unless auto_vacuum is incremental)",
-            size(report.bytes_before()),
-            size(report.bytes_after()),
-            size(report.reusable_bytes())
+            "freed {} inside the file, which SQLite reuses for new rows; the file stays {} (it shrinks only when auto_vacuum is incremental)",
+            size(report.freed_bytes()),
+            size(report.bytes_after())
         );
     }
     Ok(ExitCode::SUCCESS)

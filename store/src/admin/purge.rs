@@ -55,6 +55,8 @@ pub struct PurgeReport {
     pub page_size: i64,
     pub pages_before: i64,
     pub pages_after: i64,
+    /// Free pages in the file before the purge.
+    pub free_pages_before: i64,
     /// Free pages left in the file, which SQLite reuses for new rows.
     pub free_pages: i64,
     /// Whether `incremental_vacuum` ran (only when `auto_vacuum` is
@@ -72,6 +74,18 @@ impl PurgeReport {
     pub fn reusable_bytes(&self) -> i64 {
         self.free_pages.saturating_mul(self.page_size)
     }
+    /// The space the purge freed: pages given back to the file system plus
+    /// pages that became free inside the file (SQLite reuses those for new
+    /// rows). Writers beside the purge can take some of them at once, so it
+    /// is what was freed, not what is free now.
+    pub fn freed_bytes(&self) -> i64 {
+        let returned = self.pages_before.saturating_sub(self.pages_after);
+        let newly_free = self.free_pages.saturating_sub(self.free_pages_before);
+        returned
+            .saturating_add(newly_free)
+            .max(0)
+            .saturating_mul(self.page_size)
+    }
 }
 
 impl Outbox {
@@ -81,6 +95,7 @@ impl Outbox {
         let mut report = PurgeReport {
             page_size: self.pragma_int("page_size")?,
             pages_before: self.pragma_int("page_count")?,
+            free_pages_before: self.pragma_int("freelist_count")?,
             ..PurgeReport::default()
         };
         let window_sql = format!(

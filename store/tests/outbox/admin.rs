@@ -345,6 +345,13 @@ fn purge_deletes_only_old_finished_rows_in_several_batches() {
         report.free_pages > 0,
         "deleted rows leave reusable pages: {report:?}"
     );
+    // What was freed is the pages that became free, not the file's size.
+    assert_eq!(
+        report.freed_bytes(),
+        (report.free_pages - report.free_pages_before) * report.page_size,
+        "{report:?}"
+    );
+    assert!(report.freed_bytes() < report.bytes_after(), "{report:?}");
     let left = ids_of(
         &mut outbox,
         &ListFilter {
@@ -394,5 +401,10 @@ fn purge_returns_pages_when_auto_vacuum_is_incremental() {
         "{report:?}"
     );
     assert_eq!(report.free_pages, 0);
+    assert_eq!(
+        report.freed_bytes(),
+        report.bytes_before() - report.bytes_after(),
+        "{report:?}"
+    );
     drop(dir);
 }
