@@ -43,7 +43,13 @@ fn a_recorded_run_replays_identically_and_a_changed_setting_is_named() {
     ]);
     assert_eq!(out.status.code(), Some(1));
     let text = stdout(&out);
-    assert!(text.contains("row shaky") && text.contains("recorded retry at attempt 1 (timed out upstream), candidate dead max_attempts: timed out upstream"), "{text}");
+    assert!(
+        text.contains("row shaky")
+            && text.contains("recorded retry at attempt 1 in ")
+            && text
+                .contains("(timed out upstream), candidate dead max_attempts: timed out upstream"),
+        "{text}"
+    );
     assert!(
         text.contains("no longer"),
         "the what-if output must say what it cannot answer: {text}"
@@ -52,6 +58,29 @@ fn a_recorded_run_replays_identically_and_a_changed_setting_is_named() {
         !text.contains("row plain-"),
         "rows decided alike were reported: {text}"
     );
+
+    // A candidate that retries the same row later differs in the retry time
+    // alone: what-if reports it, as plain replay does.
+    let out = sluice(&[
+        "replay",
+        path_str(&trace),
+        "--diff",
+        "--setting",
+        "backoff_base_ms=2000",
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    let text = stdout(&out);
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("row shaky"))
+        .unwrap_or_else(|| panic!("the later retry is not reported: {text}"));
+    let delays: Vec<&str> = line
+        .split(" in ")
+        .skip(1)
+        .filter_map(|rest| rest.split(" ms").next())
+        .collect();
+    assert_eq!(delays.len(), 2, "{line}");
+    assert_ne!(delays[0], delays[1], "{line}");
 
     let out = sluice(&["trace", "print", path_str(&trace)]);
     assert!(out.status.success());

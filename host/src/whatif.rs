@@ -59,6 +59,8 @@ pub fn what_if(trace: &Trace, engine: &PolicyEngine) -> anyhow::Result<WhatIfRep
 #[derive(Default)]
 struct WhatIfWorld {
     tick: u64,
+    /// The tick's clock, for a retry's delay.
+    now: TimestampMs,
     answers: BTreeMap<String, VecDeque<Call>>,
     claimed: BTreeMap<i64, (String, u32)>,
     sent: BTreeMap<i64, (Dispatch, SendResult)>,
@@ -71,6 +73,7 @@ impl WhatIfWorld {
     fn start(&mut self, record: &TickRecord) {
         *self = WhatIfWorld {
             tick: record.tick,
+            now: record.now,
             ..WhatIfWorld::default()
         };
         for call in &record.calls {
@@ -126,11 +129,11 @@ impl WhatIfWorld {
             let recorded = self
                 .recorded_outcomes
                 .get(&rowid)
-                .map(|v| verdict_text(v, attempts));
+                .map(|v| verdict_text(v, attempts, self.now));
             let candidate = self
                 .candidate_outcomes
                 .get(&rowid)
-                .map(|v| verdict_text(v, attempts));
+                .map(|v| verdict_text(v, attempts, self.now));
             if recorded != candidate {
                 let none = || "no settle (left inflight)".to_string();
                 self.differ(
@@ -148,16 +151,30 @@ fn decode<R: DeserializeOwned>(value: &serde_json::Value) -> Option<R> {
     serde_json::from_value(value.clone()).ok()
 }
 
-/// A verdict as a reader wants it: `retry at attempt 3 (rate_limited)`.
-fn verdict_text(verdict: &Verdict, attempts: u32) -> String {
+/// A verdict as a reader wants it, with what two verdicts can differ in:
+/// `retry at attempt 3 in 4000 ms (rate_limited)`. The delay is from the
+/// tick's clock, so a candidate that backs off differently differs here.
+fn verdict_text(verdict: &Verdict, attempts: u32, now: TimestampMs) -> String {
     match verdict {
         Verdict::Done { .. } => "done".into(),
         Verdict::Dead { reason } => format!("dead {reason}"),
-        Verdict::Retry { last_error, .. } => format!("retry at attempt {attempts} ({last_error})"),
-        Verdict::Hold { last_error, .. } => match last_error {
-            Some(error) => format!("hold at attempt {attempts} ({error})"),
-            None => format!("hold at attempt {attempts}"),
-        },
+        Verdict::Retry {
+            next_attempt_at,
+            last_error,
+        } => format!(
+            "retry at attempt {attempts} in {} ms ({last_error})",
+            next_attempt_at - now
+        ),
+        Verdict::Hold {
+            next_attempt_at,
+            last_error,
+        } => {
+            let delay = next_attempt_at - now;
+            match last_error {
+                Some(error) => format!("hold at attempt {attempts} for {delay} ms ({error})"),
+                None => format!("hold at attempt {attempts} for {delay} ms"),
+            }
+        }
     }
 }
 
