@@ -425,6 +425,32 @@ fn a_clean_run_exits_zero_with_a_summary_line() {
     );
 }
 
+/// A run cut off by its tick limit while rows are still open did not show
+/// that they finish: it exits 3 (not 0) and says how many are open.
+#[test]
+fn a_run_stopped_by_the_tick_limit_with_rows_open_exits_3() {
+    let out = sluice(&[
+        "sim",
+        "--seed",
+        "5",
+        "--rows",
+        "200",
+        "--ticks",
+        "20",
+        "--faults",
+        "broker-down",
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    assert!(stdout(&out).contains("stop=tick_limit"), "{}", stdout(&out));
+    assert!(stderr(&out).contains("rows still open"), "{}", stderr(&out));
+}
+
 #[test]
 fn an_unknown_profile_is_an_error_listing_the_profiles() {
     let out = sluice(&["sim", "--seed", "1", "--faults", "chaos"]);

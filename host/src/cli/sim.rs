@@ -1,8 +1,9 @@
 //! `sluice sim`: runs a policy against the simulator (see `crate::sim`).
 //!
-//! Exit 0 with a one-line summary when every invariant held; exit 1 when one
-//! broke, after printing the seed, the tick, the invariant, where the trace
-//! was written and the exact command that reruns the failure.
+//! Exit 0 with a one-line summary when every invariant held and every row
+//! finished; exit 1 when one broke, after printing the seed, the tick, the
+//! invariant, where the trace was written and the exact command that reruns
+//! the failure; exit 3 when the tick limit came first, with rows still open.
 
 use crate::engine::PolicyEngine;
 use crate::sim::{Profile, Sim, SimConfig, SimOutcome, SimPolicy, Stop, TraceSink, Violation};
@@ -10,6 +11,9 @@ use anyhow::{Context as _, bail};
 use clap::Args;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+
+/// The exit status of a run that reached its tick limit with rows open.
+pub const UNFINISHED: u8 = 3;
 
 /// The environment variable that gives the seed when `--seed` does not.
 pub const SEED_VAR: &str = "SLUICE_SEED";
@@ -82,10 +86,12 @@ pub fn sim(args: &SimArgs) -> anyhow::Result<ExitCode> {
     let Stop::Violation(violation) = &outcome.stop else {
         if outcome.stop == Stop::TickLimit {
             eprintln!(
-                "sim: stopped after {} ticks with {} rows still open (raise --ticks)",
+                "sim: stopped at the tick limit ({} ticks) with {} rows still open: no invariant broke, \
+                 but the run did not finish; raise --ticks to see how those rows end",
                 outcome.ticks,
                 outcome.pending + outcome.inflight
             );
+            return Ok(ExitCode::from(UNFINISHED));
         }
         return Ok(ExitCode::SUCCESS);
     };
