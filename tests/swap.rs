@@ -124,6 +124,12 @@ fn load_refuses_a_bad_candidate_and_a_trapping_policy_is_rolled_back() {
         "{}",
         stdout(&refused)
     );
+    // One line of reason: no dump of the magic bytes expected and found.
+    assert!(
+        !stdout(&refused).contains("expected=") && stdout(&refused).lines().count() <= 2,
+        "{}",
+        stdout(&refused)
+    );
 
     let trapping = load(&setup, &other, &["--setting", "fault=trap"]);
     assert!(
@@ -149,6 +155,12 @@ fn load_refuses_a_bad_candidate_and_a_trapping_policy_is_rolled_back() {
     let shown = status(&setup);
     assert!(shown.contains("policy: sluice-default"), "{shown}");
     assert!(shown.contains("trapped 3 ticks in a row"), "{shown}");
+    // The trap's reason on one line; the wasm backtrace is for the debug log.
+    assert!(
+        !shown.contains("wasm backtrace")
+            && !shown.lines().any(|l| l.trim_start().starts_with("0: ")),
+        "{shown}"
+    );
     assert!(shown.contains("rows decided in the last hour"), "{shown}");
     signal(&child, "TERM");
     let out = wait_output(child, Duration::from_secs(20));
@@ -238,6 +250,70 @@ fn check_validates_offline_and_verify_replays_the_golden_traces() {
         "{}",
         stdout(&out)
     );
+}
+
+/// The walkthrough's config sets the default's settings (`lease_ms = 5000`
+/// and more); `--verify` replays each golden trace with the settings it was
+/// recorded with, so the policy already running passes, through `policy
+/// check --config` and through a live swap of a drainer run with `--verify`.
+#[test]
+fn verify_replays_each_trace_with_its_own_settings_not_the_operators() {
+    let broker = TestBroker::start(BrokerOptions::default());
+    let setup = Setup::new(
+        &broker.url(),
+        "[policy]\nack_timeout_ms = 500\nlease_ms = 5000\nbatch_rows = 256\n",
+    );
+    let (default, other) = two_policies(setup.dir.path());
+    let golden = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/golden");
+    let checked = sluice(&[
+        "policy",
+        "check",
+        path_str(&default),
+        "--config",
+        path_str(&setup.config),
+        "--verify",
+        path_str(&golden),
+    ]);
+    assert!(
+        checked.status.success(),
+        "{}{}",
+        stdout(&checked),
+        stderr(&checked)
+    );
+    assert!(
+        stdout(&checked).contains("traces replay identically"),
+        "{}",
+        stdout(&checked)
+    );
+
+    let child = setup.spawn(&["--verify", path_str(&golden)]);
+    setup.enqueue(&many("before", 10));
+    wait_for("the first rows", Duration::from_secs(20), || {
+        setup.sql::<i64>("SELECT COUNT(*) FROM outbox WHERE status = 'done'") == 10
+    });
+    let loaded = load(&setup, &other, &[]);
+    assert!(
+        loaded.status.success(),
+        "{}{}",
+        stdout(&loaded),
+        stderr(&loaded)
+    );
+    assert!(
+        stdout(&loaded).contains("sluice-faulty"),
+        "{}",
+        stdout(&loaded)
+    );
+    setup.enqueue(&many("after", 10));
+    wait_for("the rows after the swap", Duration::from_secs(20), || {
+        setup.sql::<i64>("SELECT COUNT(*) FROM outbox WHERE status = 'done'") == 20
+    });
+    assert!(
+        status(&setup).contains("policy: sluice-faulty"),
+        "{}",
+        status(&setup)
+    );
+    signal(&child, "TERM");
+    assert!(wait_output(child, Duration::from_secs(20)).status.success());
 }
 
 /// The client refuses a control socket that others could use.
