@@ -33,6 +33,7 @@ fn main() {
         "policy/Cargo.toml",
         "outage/src",
         "outage/Cargo.toml",
+        "tests/golden",
     ] {
         println!("cargo:rerun-if-changed={}", root.join(path).display());
     }
@@ -46,8 +47,10 @@ fn main() {
     // The default policy, embedded in the binary.
     let default = build_guest(&root, &DEFAULT_GUEST, &target_root.join("wasm-guest"), &[]);
     copy(&default, &out_dir.join("default_policy.wasm"));
-    // The same guest with deliberate faults, for the tests only: they find it
-    // through this variable; the binary never embeds it.
+    // The same guest with deliberate faults: the tests find it through this
+    // variable; the binary carries it only for `sluice policy bundled`, to try
+    // validation and rollback with (it behaves as the default until a
+    // `fault` setting is given).
     let faulty = build_guest(
         &root,
         &DEFAULT_GUEST,
@@ -73,6 +76,10 @@ fn main() {
     println!(
         "cargo:rustc-env=SLUICE_OUTAGE_POLICY_WASM={}",
         outage_copy.display()
+    );
+    write_golden_index(
+        &root.join("tests/golden"),
+        &out_dir.join("golden_traces.rs"),
     );
     if let Ok(profile) = env::var("PROFILE") {
         let public = target_root.join(profile);
@@ -197,4 +204,25 @@ fn check_target_installed() {
              targets rust-toolchain.toml names), or `rustup target add {TARGET}`."
         );
     }
+}
+
+/// Writes `out`: the golden traces as a Rust slice of (file name, bytes),
+/// for `include!`, so the binary carries them (`sluice policy bundled`).
+fn write_golden_index(dir: &Path, out: &Path) {
+    let mut names: Vec<String> = fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("reading {}: {e}", dir.display()))
+        .filter_map(|entry| entry.ok()?.file_name().into_string().ok())
+        .filter(|name| name.ends_with(".trace"))
+        .collect();
+    names.sort();
+    let mut text = String::from("&[\n");
+    for name in names {
+        let path = dir.join(&name);
+        text.push_str(&format!(
+            "    ({name:?}, include_bytes!({:?}) as &[u8]),\n",
+            path.display().to_string()
+        ));
+    }
+    text.push_str("]\n");
+    fs::write(out, text).unwrap_or_else(|e| panic!("writing {}: {e}", out.display()));
 }

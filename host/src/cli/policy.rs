@@ -1,5 +1,6 @@
-//! `sluice policy load|check`: change a running drainer's policy, or check a
-//! candidate offline with the same validation.
+//! `sluice policy load|check|bundled`: change a running drainer's policy,
+//! check a candidate offline with the same validation, or write out the
+//! policies and traces the binary carries.
 
 use crate::config::Config;
 use crate::control::{self, LoadRequest};
@@ -21,6 +22,16 @@ enum PolicyCommand {
     Load(LoadArgs),
     /// Validate a policy component offline, as a running drainer would.
     Check(super::policy_check::CheckArgs),
+    /// Write the policy components and golden traces this binary carries
+    /// into DIR: the default, the outage-aware policy, a faulty build to try
+    /// rollback with, and DIR/golden for --verify.
+    Bundled(BundledArgs),
+}
+
+#[derive(Debug, Args)]
+struct BundledArgs {
+    /// The folder to write them into (created if missing).
+    dir: PathBuf,
 }
 
 #[derive(Debug, Args)]
@@ -39,7 +50,16 @@ pub fn policy(args: &PolicyArgs) -> anyhow::Result<ExitCode> {
     match &args.command {
         PolicyCommand::Load(load) => load_command(load),
         PolicyCommand::Check(check) => super::policy_check::check(check),
+        PolicyCommand::Bundled(bundled) => bundled_command(bundled),
     }
+}
+
+fn bundled_command(args: &BundledArgs) -> anyhow::Result<ExitCode> {
+    let written = crate::bundled::write(&args.dir).map_err(anyhow::Error::msg)?;
+    for file in written {
+        println!("{}: {}", file.path.display(), file.what);
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn pairs(settings: &[String]) -> anyhow::Result<Vec<(String, String)>> {
