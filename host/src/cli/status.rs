@@ -7,13 +7,22 @@ use clap::Args;
 use sluice_store::Outbox;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::{Duration, Instant};
 
 #[derive(Debug, Args)]
 pub struct StatusArgs {
     /// The TOML config file.
     #[arg(long)]
     config: PathBuf,
+    /// Wait up to this many seconds until no row is pending or inflight,
+    /// then print; exit 1 if some still are (for scripts, and the docs'
+    /// walkthroughs).
+    #[arg(long, value_name = "SECONDS")]
+    wait_drained: Option<f64>,
 }
+
+/// How often `--wait-drained` looks at the counts.
+const WAIT_POLL: Duration = Duration::from_millis(200);
 
 /// How many distinct last errors to list.
 const TOP_ERRORS: usize = 5;
@@ -28,7 +37,25 @@ pub fn status(args: &StatusArgs) -> anyhow::Result<ExitCode> {
         );
     }
     let mut outbox = Outbox::open(&config.outbox)?;
-    let report = outbox.status(TOP_ERRORS)?;
+    let mut report = outbox.status(TOP_ERRORS)?;
+    let open = |report: &sluice_store::StatusReport| -> u64 {
+        report
+            .counts
+            .iter()
+            .filter(|(status, _)| matches!(status.as_str(), "pending" | "inflight"))
+            .map(|(_, count)| *count)
+            .sum()
+    };
+    if let Some(seconds) = args.wait_drained {
+        let limit = Duration::try_from_secs_f64(seconds).map_err(|_| {
+            anyhow::anyhow!("--wait-drained {seconds}: give a number of seconds, as in 30")
+        })?;
+        let deadline = Instant::now() + limit;
+        while open(&report) > 0 && Instant::now() < deadline {
+            std::thread::sleep(WAIT_POLL);
+            report = outbox.status(TOP_ERRORS)?;
+        }
+    }
     println!("outbox {}", config.outbox.display());
     println!(
         "sqlite {} (linked by sluice)",
@@ -70,6 +97,13 @@ pub fn status(args: &StatusArgs) -> anyhow::Result<ExitCode> {
                 println!("  {:<22} {} failures; last: {error}", "", line.failures);
             }
         }
+    }
+    if args.wait_drained.is_some() && open(&report) > 0 {
+        eprintln!(
+            "still {} row(s) pending or inflight after --wait-drained",
+            open(&report)
+        );
+        return Ok(ExitCode::from(1));
     }
     Ok(ExitCode::SUCCESS)
 }
