@@ -235,3 +235,70 @@ fn readme_shows_the_hash_of_the_embedded_policy() {
         );
     }
 }
+
+/// `sluice policy bundled DIR` writes what the binary carries: the three
+/// components (the default byte for byte the embedded one) and every golden
+/// trace of `tests/golden`, unchanged, so walkthroughs need no checkout.
+#[test]
+fn policy_bundled_writes_the_components_and_every_golden_trace() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = sluice(&["policy", "bundled", path_str(dir.path())]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    for name in [
+        "sluice-default.wasm",
+        "sluice-outage-aware.wasm",
+        "sluice-faulty.wasm",
+    ] {
+        assert!(stdout(&out).contains(name), "{}", stdout(&out));
+    }
+    assert_eq!(
+        std::fs::read(dir.path().join("sluice-default.wasm")).unwrap(),
+        sluice::engine::DEFAULT_POLICY_WASM
+    );
+    assert_eq!(
+        std::fs::read(dir.path().join("sluice-faulty.wasm")).unwrap(),
+        std::fs::read(env!("SLUICE_FAULTY_POLICY_WASM")).unwrap()
+    );
+    let golden = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/golden");
+    let mut count = 0;
+    for entry in std::fs::read_dir(&golden).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "trace") {
+            let written = dir.path().join("golden").join(path.file_name().unwrap());
+            assert_eq!(
+                std::fs::read(&written).unwrap(),
+                std::fs::read(&path).unwrap(),
+                "{}",
+                written.display()
+            );
+            count += 1;
+        }
+    }
+    assert!(count >= 20, "{count} golden traces");
+    assert_eq!(
+        std::fs::read_dir(dir.path().join("golden"))
+            .unwrap()
+            .count(),
+        count
+    );
+}
+
+/// `status --wait-drained` waits for the drainer; with rows that nobody
+/// drains it gives up after the time given and exits 1, naming how many.
+#[test]
+fn status_wait_drained_exits_1_when_rows_are_still_open() {
+    let setup = Setup::new("ws://127.0.0.1:9", "");
+    setup.enqueue(&many("waiting", 3));
+    let started = std::time::Instant::now();
+    let out = sluice(&[
+        "status",
+        "--config",
+        path_str(&setup.config),
+        "--wait-drained",
+        "0.5",
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(started.elapsed() >= std::time::Duration::from_millis(500));
+    assert!(stderr(&out).contains("still 3 row(s)"), "{}", stderr(&out));
+    assert!(stdout(&out).contains("pending   3"), "{}", stdout(&out));
+}

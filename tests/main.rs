@@ -26,3 +26,4 @@ mod replay;
 mod sim;
 mod sim_outage;
 mod swap;
+mod walkthroughs;
