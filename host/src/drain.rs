@@ -10,7 +10,7 @@ use crate::engine::{PolicyMeta, TickError};
 use crate::guard::{Breach, Rule};
 use crate::swap::{AfterTrap, Failure, PolicySlot};
 use crate::world::{HostWorld, now_ms};
-use sluice_policy::TickReport;
+use sluice_policy::{TickReport, TimestampMs};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
@@ -334,11 +334,9 @@ impl Drain {
             {
                 self.siblings.send(Signal::Wake);
             }
-            let wait = match step {
-                Ok(report) if report.more_due => continue,
-                Ok(report) => self.sleep_for(report.next_due_at),
-                // Do not spin on a failing policy or a locked database.
-                Err(_) => self.options.poll_interval,
+            let ended = step.as_ref().map_err(|_| ());
+            let Some(wait) = wait_after(ended, now_ms(), self.options.poll_interval) else {
+                continue;
             };
             if self.options.exit_when_drained && self.drained() {
                 break;
@@ -362,18 +360,6 @@ impl Drain {
         false
     }
 
-    fn sleep_for(&self, next_due_at: Option<i64>) -> Duration {
-        let poll = self.options.poll_interval;
-        match next_due_at {
-            None => poll,
-            Some(due) => {
-                let until_due = u64::try_from(due - now_ms()).unwrap_or(0);
-                // At least 1 ms, so a row held by another drainer cannot make us spin.
-                Duration::from_millis(until_due.max(1)).min(poll)
-            }
-        }
-    }
-
     fn drained(&mut self) -> bool {
         match self.runner.world().store.read(|o| o.open_work()) {
             Ok(open) => open == 0,
@@ -382,5 +368,29 @@ impl Drain {
                 false
             }
         }
+    }
+}
+
+/// How long a loop waits after a tick, by how it ended: not at all after a
+/// full claim (`None`: tick again at once); until the next row is due, at
+/// least 1 ms (so a row held by another drainer cannot make it spin) and at
+/// most `poll`; `poll` after a failed tick (no spinning on a failing policy
+/// or a locked database). The simulator waits by this rule on its virtual
+/// clock.
+pub fn wait_after(
+    ended: Result<&TickReport, ()>,
+    now: TimestampMs,
+    poll: Duration,
+) -> Option<Duration> {
+    match ended {
+        Ok(report) if report.more_due => None,
+        Ok(report) => Some(match report.next_due_at {
+            None => poll,
+            Some(due) => {
+                let until_due = u64::try_from(due.saturating_sub(now)).unwrap_or(0);
+                Duration::from_millis(until_due.max(1)).min(poll)
+            }
+        }),
+        Err(()) => Some(poll),
     }
 }

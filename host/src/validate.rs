@@ -137,6 +137,8 @@ pub struct BriefSim {
     pub ticks: u64,
     pub done: usize,
     pub dead: usize,
+    /// Rows an operator had aborted before the run, left as they were.
+    pub aborted: usize,
 }
 
 /// Runs `engine` (with its own settings) in the simulator for
@@ -151,6 +153,7 @@ pub fn simulate_briefly(engine: &PolicyEngine) -> Result<BriefSim, String> {
         ticks: 0,
         done: 0,
         dead: 0,
+        aborted: 0,
     };
     for seed in 1..=BRIEF_SIM_SEEDS {
         let config = SimConfig {
@@ -170,6 +173,7 @@ pub fn simulate_briefly(engine: &PolicyEngine) -> Result<BriefSim, String> {
         brief.ticks += outcome.ticks;
         brief.done += outcome.done;
         brief.dead += outcome.dead;
+        brief.aborted += outcome.aborted;
     }
     Ok(brief)
 }

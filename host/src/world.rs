@@ -63,6 +63,59 @@ pub fn now_ms() -> TimestampMs {
 /// confused policy can make the host allocate.
 pub const RANDOM_BYTES_MAX: u32 = 64 * 1024;
 
+/// The store half of the contract on a real outbox: what the host answers,
+/// and what the simulator answers too (its outbox is a real file), so the
+/// two cannot drift apart.
+pub mod store_calls {
+    use super::*;
+
+    pub fn claim_due(
+        store: &SharedOutbox,
+        now: TimestampMs,
+        limit: u32,
+        lease_ms: i64,
+        skip: &ClaimFilter,
+    ) -> Result<Vec<Row>, String> {
+        store
+            .claim_due_except(now, limit, lease_ms, skip)
+            .map_err(|e| e.to_string())
+    }
+
+    /// `decided_at`: when the rows were decided (the host's clock, or the
+    /// simulator's), recorded with `decided_by`.
+    pub fn settle(
+        store: &SharedOutbox,
+        outcomes: &[Outcome],
+        decided_by: Option<&str>,
+        decided_at: TimestampMs,
+    ) -> Result<u32, String> {
+        store
+            .settle_by(outcomes, decided_by, Some(decided_at))
+            .map_err(|e| e.to_string())
+    }
+
+    pub fn reclaim(store: &SharedOutbox, now: TimestampMs) -> Result<u32, String> {
+        store.reclaim(now).map_err(|e| e.to_string())
+    }
+
+    pub fn expire(
+        store: &SharedOutbox,
+        now: TimestampMs,
+        cutoff: TimestampMs,
+    ) -> Result<u32, String> {
+        store.expire(now, cutoff).map_err(|e| e.to_string())
+    }
+
+    pub fn next_due_at(
+        store: &SharedOutbox,
+        skip: &ClaimFilter,
+    ) -> Result<Option<TimestampMs>, String> {
+        store
+            .read(|o| o.next_due_at_except(skip))
+            .map_err(|e| e.to_string())
+    }
+}
+
 impl World for HostWorld {
     fn claim_due(
         &mut self,
@@ -71,16 +124,12 @@ impl World for HostWorld {
         lease_ms: i64,
         skip: &ClaimFilter,
     ) -> Result<Vec<Row>, String> {
-        self.store
-            .claim_due_except(now, limit, lease_ms, skip)
-            .map_err(|e| e.to_string())
+        store_calls::claim_due(&self.store, now, limit, lease_ms, skip)
     }
 
     fn settle(&mut self, outcomes: Vec<Outcome>) -> Result<u32, String> {
-        let settled = self
-            .store
-            .settle_by(&outcomes, self.decided_by.as_deref(), Some(now_ms()))
-            .map_err(|e| e.to_string());
+        let settled =
+            store_calls::settle(&self.store, &outcomes, self.decided_by.as_deref(), now_ms());
         if let (Ok(_), Some(observer)) = (&settled, &self.on_settle) {
             observer(&outcomes);
         }
@@ -88,17 +137,15 @@ impl World for HostWorld {
     }
 
     fn reclaim(&mut self, now: TimestampMs) -> Result<u32, String> {
-        self.store.reclaim(now).map_err(|e| e.to_string())
+        store_calls::reclaim(&self.store, now)
     }
 
     fn expire(&mut self, now: TimestampMs, cutoff: TimestampMs) -> Result<u32, String> {
-        self.store.expire(now, cutoff).map_err(|e| e.to_string())
+        store_calls::expire(&self.store, now, cutoff)
     }
 
     fn next_due_at(&mut self, skip: &ClaimFilter) -> Result<Option<TimestampMs>, String> {
-        self.store
-            .read(|o| o.next_due_at_except(skip))
-            .map_err(|e| e.to_string())
+        store_calls::next_due_at(&self.store, skip)
     }
 
     fn mesh_links(&mut self) -> Vec<MeshLink> {

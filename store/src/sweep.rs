@@ -18,10 +18,14 @@ const RECLAIM_SQL: &str = "UPDATE outbox SET status = 'pending'
 
 /// Two statements instead of one with OR: each is one index range
 /// (`status = ?` and then `next_attempt_at` or a scan of that status only).
+/// A row whose `enqueued_at` is not a number (text a producer wrote there)
+/// cannot be shown to be young: the TTL bounds it too, or a row whose link
+/// stays down, and so is never claimed, would wait forever.
 const EXPIRE_PENDING_SQL: &str = "UPDATE outbox SET status = 'dead', last_error = 'expired'
-    WHERE status = 'pending' AND enqueued_at < ?1";
+    WHERE status = 'pending' AND (enqueued_at < ?1 OR typeof(enqueued_at) NOT IN ('integer', 'real'))";
 const EXPIRE_INFLIGHT_SQL: &str = "UPDATE outbox SET status = 'dead', last_error = 'expired'
-    WHERE status = 'inflight' AND next_attempt_at <= ?2 AND enqueued_at < ?1";
+    WHERE status = 'inflight' AND next_attempt_at <= ?2
+        AND (enqueued_at < ?1 OR typeof(enqueued_at) NOT IN ('integer', 'real'))";
 
 /// MIN over one status: with the status fixed, SQLite reads the first entry
 /// of the index range instead of aggregating the rows.

@@ -1,12 +1,14 @@
-//! The simulator: a policy against an in-memory outbox and a simulated broker,
-//! with virtual time and seeded faults, its invariants checked after every
-//! tick. [`Sim::step`] runs one tick and its checks; [`Sim::run`] loops.
+//! The simulator: a policy against a real outbox file (the real store's code
+//! on the virtual clock) and a simulated broker, with virtual time and
+//! seeded faults, its invariants checked after every tick. [`Sim::step`]
+//! runs one tick and its checks, and waits as the real loop waits
+//! (`drain::wait_after`); [`Sim::run`] loops.
 //!
 //! The map:
 //! - [`rng`]: the one seeded generator behind every random choice.
 //! - [`profile`]: named fault profiles and their rates.
 //! - [`population`]: the meshes, sessions and rows a run starts with.
-//! - [`store`]: the outbox half of the contract, in memory.
+//! - [`outbox`]: the outbox file, and the checks' views of it.
 //! - [`links`] and [`broker`]: the links half: link states, the broker's answers.
 //! - [`world`]: [`SimWorld`], the `World` a policy sees; the clock; crashes.
 //! - [`invariants`] and [`violation`]: what must hold after every tick.
@@ -20,12 +22,12 @@
 pub mod broker;
 pub mod invariants;
 pub mod links;
+pub mod outbox;
 pub mod outcome;
 pub mod population;
 pub mod profile;
 pub mod rng;
 pub mod runner;
-pub mod store;
 pub mod violation;
 pub mod world;
 
@@ -35,15 +37,19 @@ pub use runner::{SimPolicy, TraceSink};
 pub use violation::{Violation, ViolationKind};
 pub use world::SimWorld;
 
-use crate::drain::DrainOptions;
+use crate::drain::{DrainOptions, wait_after};
 use crate::engine::{LoadError, TickError};
 use crate::trace::Header;
 use invariants::{Checker, TickView};
+use outbox::{SimOutbox, Status};
 use rng::SimRng;
 use runner::{SimRunner, TraceBuffer};
 use sluice_policy::settings::SETTING_NAMES;
 use sluice_policy::{Settings, TickReport};
-use store::{SimStore, Status};
+
+/// Every this many ticks the checks look at every row, not only those the
+/// tick claimed or settled.
+const FULL_LOOK_EVERY: u64 = 64;
 
 /// What to simulate. The policy and its settings are given separately
 /// ([`SimPolicy`]): a component is configured when it is loaded.
@@ -81,6 +87,8 @@ pub enum SimError {
     Load(#[from] LoadError),
     #[error("cannot write the trace: {0}")]
     Trace(#[from] std::io::Error),
+    #[error("cannot make the simulated outbox: {0}")]
+    Outbox(String),
 }
 
 /// One simulated drainer.
@@ -107,14 +115,14 @@ impl Sim {
         let settings = bounds(policy.settings())?;
         let mut rng = SimRng::new(config.seed);
         let pop = population::populate(&mut rng.fork(0), config.rows, settings.max_attempts);
-        let store = SimStore::new(pop.rows);
+        let store = SimOutbox::create(&pop.rows).map_err(SimError::Outbox)?;
         let broker = broker::SimBroker::new(
             config.profile.clone(),
             rng.fork(3),
             &pop.meshes,
             &pop.sessions,
         );
-        let checker = Checker::new(settings.clone(), &store);
+        let checker = Checker::new(settings.clone(), &pop.rows);
         let world = SimWorld::new(
             store,
             broker,
@@ -174,11 +182,15 @@ impl Sim {
         }
         let report = result.as_ref().ok().filter(|_| !journal.crashed);
         let meshes = world.broker.links.meshes();
+        let full_look = journal.reclaimed > 0
+            || journal.expired > 0
+            || self.tick.is_multiple_of(FULL_LOOK_EVERY);
         let view = TickView {
             now_ms,
             report,
             journal: &journal,
             store: &world.store,
+            full_look,
             meshes: &meshes,
         };
         self.checker.check(&view).map_err(|kind| Violation {
@@ -243,6 +255,7 @@ impl Sim {
             inflight: count(Status::Inflight),
             done: count(Status::Done),
             dead: count(Status::Dead),
+            aborted: count(Status::Aborted),
             sends: world.dispatches(),
             faults: world.faults().values().sum(),
             lost_claims,
@@ -250,21 +263,17 @@ impl Sim {
         }
     }
 
-    /// As `drain::Drain::run` sleeps: not at all after a full claim; until
-    /// the next row is due (at most the poll interval) otherwise; the poll
-    /// interval after a failed tick.
+    /// How long the real loop would wait after the last tick
+    /// (`drain::wait_after`, the same rule), on the virtual clock.
     fn wait_ms(&mut self) -> i64 {
-        let poll_ms =
-            i64::try_from(DrainOptions::default().poll_interval.as_millis()).unwrap_or(500);
         let now = self.runner.world().clock_ms();
-        match &self.last {
-            None => 0,
-            Some(Ok(report)) if report.more_due => 1,
-            Some(Ok(report)) => report
-                .next_due_at
-                .map_or(poll_ms, |due| (due - now).clamp(1, poll_ms)),
-            Some(Err(())) => poll_ms,
-        }
+        let poll = DrainOptions::default().poll_interval;
+        let Some(last) = &self.last else {
+            return 0;
+        };
+        wait_after(last.as_ref().map_err(|_| ()), now, poll).map_or(0, |wait| {
+            i64::try_from(wait.as_millis()).unwrap_or(i64::MAX)
+        })
     }
 }
 

@@ -38,6 +38,8 @@ pub struct SimOutcome {
     pub inflight: usize,
     pub done: usize,
     pub dead: usize,
+    /// Rows an operator had taken back before the run; they must stay so.
+    pub aborted: usize,
     /// Dispatches the policy handed to the broker.
     pub sends: u64,
     /// Faults injected, all kinds.
@@ -57,7 +59,7 @@ impl SimOutcome {
             Stop::Violation(_) => "violation",
         };
         format!(
-            "sim seed={} profile={profile} stop={stop} ticks={} rows={} done={} dead={} pending={} inflight={} sends={} faults={} lost_claims={} failed_ticks={} virtual_seconds={:.1}",
+            "sim seed={} profile={profile} stop={stop} ticks={} rows={} done={} dead={} pending={} inflight={} aborted={} sends={} faults={} lost_claims={} failed_ticks={} virtual_seconds={:.1}",
             self.seed,
             self.ticks,
             self.rows,
@@ -65,6 +67,7 @@ impl SimOutcome {
             self.dead,
             self.pending,
             self.inflight,
+            self.aborted,
             self.sends,
             self.faults,
             self.lost_claims,

@@ -5,12 +5,13 @@
 //! registered session or one nobody registered), legacy rows written before
 //! the routing columns existed, malformed rows with some routing columns
 //! missing, rows the host could not read (a `defect`), rows older than a day,
-//! session rows older than ten minutes, and rows a previous drainer left
+//! session rows older than ten minutes, rows a previous drainer left
 //! half-done (attempts used, backing off, or still `inflight` under its
-//! lease). Not here: what happens to them (`store`, `broker`).
+//! lease), and rows an operator aborted (requeued). Not here: what happens
+//! to them (the store, `broker`).
 
+use super::outbox::{DEFECTS, Status, StoredRow};
 use super::rng::SimRng;
-use super::store::{Status, StoredRow};
 use sluice_policy::{Row, TimestampMs};
 
 /// Where the virtual clock starts: 2026-01-01T00:00:00Z.
@@ -133,16 +134,9 @@ fn draw_row(
             _ => (row.nonce, row.ciphertext) = (None, None),
         },
         Shape::Defect => {
-            row.defect = Some(
-                rng.pick(&[
-                    "enqueued_at: text \"yesterday\"",
-                    "payload: NULL",
-                    "mesh: bytes that are not UTF-8",
-                ])
-                .copied()
-                .unwrap_or("?")
-                .to_string(),
-            );
+            // The column written with a value of the wrong type
+            // (`outbox::SimOutbox::create`); the store's claim says what.
+            row.defect = rng.pick(&DEFECTS).map(|column| column.to_string());
         }
         Shape::Routed | Shape::Legacy | Shape::LegacyWithMesh => {}
     }
@@ -153,6 +147,8 @@ fn draw_row(
 fn left_by_previous_drainer(rng: &mut SimRng, mut row: Row, max_attempts: u32) -> StoredRow {
     let tried = u32::try_from(rng.below(u64::from(max_attempts.min(4)))).unwrap_or(0);
     let (status, next_attempt_at) = match rng.below(100) {
+        // Taken back by an operator: nothing may touch it again.
+        8 => (Status::Aborted, row.enqueued_at),
         // Claimed by a drainer that died: inflight until its lease runs out.
         0..=1 => (
             Status::Inflight,
@@ -243,6 +239,7 @@ mod tests {
         assert!(has(&|r| r.row.mesh.as_deref() == Some(UNKNOWN_MESH)));
         assert!(has(&|r| r.row.enqueued_at < EPOCH_START_MS - DAY_MS));
         assert!(has(&|r| r.status == Status::Inflight));
+        assert!(has(&|r| r.status == Status::Aborted));
         assert!(
             rows.iter()
                 .all(|r| r.row.attempts < 25 || r.status == Status::Inflight)

@@ -1,18 +1,20 @@
-//! [`SimWorld`]: everything a policy observes, simulated — the in-memory
-//! outbox, the simulated broker, a virtual clock, seeded randomness and a log
-//! sink — behind the same `World` trait the real host implements.
+//! [`SimWorld`]: everything a policy observes — a real outbox file written
+//! by the real store, and simulated the rest: the broker, a virtual clock,
+//! seeded randomness and a log sink — behind the same `World` trait the
+//! real host implements.
 //!
 //! Owns: the virtual clock (moved between ticks by the caller, during a tick
 //! only by sends taking their time), the "drainer dies mid-tick" fault (a
 //! settle that never lands), and the journal of what the current tick did,
-//! which `invariants` reads. Not here: the store's and broker's semantics
-//! (`store`, `broker`), when ticks happen (`Sim`).
+//! which `invariants` reads. The store calls are the host's own
+//! (`world::store_calls`), on the virtual clock. Not here: the outbox file
+//! (`outbox`), the broker's semantics (`broker`), when ticks happen (`Sim`).
 
 use super::broker::SimBroker;
+use super::outbox::SimOutbox;
 use super::profile::{FaultCounts, Profile};
 use super::rng::SimRng;
-use super::store::SimStore;
-use crate::world::RANDOM_BYTES_MAX;
+use crate::world::{RANDOM_BYTES_MAX, store_calls};
 use sluice_policy::{
     ClaimFilter, Dispatch, Level, MeshLink, Outcome, Row, SendResult, SessionState, TimestampMs,
     World,
@@ -32,8 +34,8 @@ pub const CRASH_ERROR: &str =
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SettleRecord {
     pub outcomes: Vec<Outcome>,
-    /// Per outcome: whether its claim still held and it was applied.
-    pub applied: Vec<bool>,
+    /// How many the store applied (their claims still held).
+    pub applied: u32,
     /// The virtual time of the call.
     pub at_ms: TimestampMs,
 }
@@ -51,7 +53,8 @@ pub struct TickJournal {
     pub expired: u32,
     /// The drainer died in this tick: its settle was lost.
     pub crashed: bool,
-    /// Every row the tick changed.
+    /// The rows the tick claimed or settled: the rows it can have changed
+    /// besides those its reclaim and expiry changed.
     pub touched: BTreeSet<i64>,
     /// The rows the tick's claim left alone (links down): its next-due
     /// report may ignore them.
@@ -60,7 +63,7 @@ pub struct TickJournal {
 
 /// The simulated host.
 pub struct SimWorld {
-    pub store: SimStore,
+    pub store: SimOutbox,
     pub broker: SimBroker,
     profile: Profile,
     clock_ms: TimestampMs,
@@ -78,7 +81,7 @@ pub struct SimWorld {
 
 impl SimWorld {
     pub fn new(
-        store: SimStore,
+        store: SimOutbox,
         broker: SimBroker,
         profile: Profile,
         clock_ms: TimestampMs,
@@ -132,7 +135,12 @@ impl SimWorld {
     /// Starts a fresh journal for the next tick and hands back the last one.
     pub fn take_journal(&mut self) -> TickJournal {
         let mut journal = std::mem::take(&mut self.journal);
-        journal.touched = self.store.take_touched();
+        let claimed = journal.claims.iter().map(|(rowid, _)| *rowid);
+        let settled = journal
+            .settles
+            .iter()
+            .flat_map(|s| s.outcomes.iter().map(|o| o.rowid));
+        journal.touched = claimed.chain(settled).collect();
         journal
     }
 
@@ -169,7 +177,7 @@ impl World for SimWorld {
     ) -> Result<Vec<Row>, String> {
         self.alive()?;
         self.journal.skip = skip.clone();
-        let rows = self.store.claim_due(now, limit, lease_ms, skip)?;
+        let rows = store_calls::claim_due(&self.store.store, now, limit, lease_ms, skip)?;
         self.journal
             .claims
             .extend(rows.iter().map(|r| (r.rowid, r.attempts)));
@@ -184,33 +192,32 @@ impl World for SimWorld {
             *self.faults.entry("drainer_crash").or_default() += 1;
             return Err(CRASH_ERROR.to_string());
         }
-        let applied = self.store.settle(&outcomes);
-        let changed = applied.iter().filter(|a| **a).count();
+        let applied = store_calls::settle(&self.store.store, &outcomes, None, self.clock_ms)?;
         self.journal.settles.push(SettleRecord {
             outcomes,
             applied,
             at_ms: self.clock_ms,
         });
-        Ok(u32::try_from(changed).unwrap_or(u32::MAX))
+        Ok(applied)
     }
 
     fn reclaim(&mut self, now: TimestampMs) -> Result<u32, String> {
         self.alive()?;
-        let count = u32::try_from(self.store.reclaim(now).len()).unwrap_or(u32::MAX);
+        let count = store_calls::reclaim(&self.store.store, now)?;
         self.journal.reclaimed = self.journal.reclaimed.saturating_add(count);
         Ok(count)
     }
 
     fn expire(&mut self, now: TimestampMs, cutoff: TimestampMs) -> Result<u32, String> {
         self.alive()?;
-        let count = u32::try_from(self.store.expire(now, cutoff).len()).unwrap_or(u32::MAX);
+        let count = store_calls::expire(&self.store.store, now, cutoff)?;
         self.journal.expired = self.journal.expired.saturating_add(count);
         Ok(count)
     }
 
     fn next_due_at(&mut self, skip: &ClaimFilter) -> Result<Option<TimestampMs>, String> {
         self.alive()?;
-        Ok(self.store.next_due_at(skip))
+        store_calls::next_due_at(&self.store.store, skip)
     }
 
     fn mesh_links(&mut self) -> Vec<MeshLink> {

@@ -70,6 +70,29 @@ fn expire_kills_old_undelivered_rows_but_not_live_leases_or_finished_rows() {
     );
 }
 
+/// A row whose `enqueued_at` a producer wrote as text has no age to read:
+/// nothing shows it young, so the sweep expires it rather than leave it
+/// waiting forever behind a link that stays down.
+#[test]
+fn expire_takes_a_row_whose_enqueued_at_is_not_a_number() {
+    let (dir, mut outbox) =
+        outbox_with(&[row("undated", 500, 10_000), row("new-pending", 500, 10_000)]);
+    let conn = rusqlite::Connection::open(dir.path().join("outbox.db")).unwrap();
+    conn.execute(
+        "UPDATE outbox SET enqueued_at = 'yesterday' WHERE id = 'undated'",
+        [],
+    )
+    .unwrap();
+    drop(conn);
+    assert_eq!(outbox.expire(200, 400).unwrap(), 1);
+    let s = state(&mut outbox, "undated");
+    assert_eq!(
+        (s.status.as_str(), s.last_error.as_deref()),
+        ("dead", Some("expired"))
+    );
+    assert_eq!(state(&mut outbox, "new-pending").status, "pending");
+}
+
 #[test]
 fn next_due_at_is_the_earliest_pending_due_time_or_lease_end() {
     let (_dir, mut outbox) = outbox_with(&[]);

@@ -23,7 +23,7 @@ mod rows;
 mod settle;
 mod wire;
 
-use super::store::{SimStore, Status, StoredRow};
+use super::outbox::{SimOutbox, Status, StoredRow};
 use super::violation::{RowName, ViolationKind};
 use super::world::TickJournal;
 use rows::Finished;
@@ -51,7 +51,11 @@ pub struct TickView<'a> {
     /// The report, when the tick returned one and the drainer did not die.
     pub report: Option<&'a TickReport>,
     pub journal: &'a TickJournal,
-    pub store: &'a SimStore,
+    /// The outbox after the tick, read through the checks' own connection.
+    pub store: &'a SimOutbox,
+    /// Look at every row, not only those the tick claimed or settled: after
+    /// a reclaim or expiry changed rows, and now and then.
+    pub full_look: bool,
     pub meshes: &'a [String],
 }
 
@@ -65,16 +69,18 @@ pub struct Checker {
 
 impl Checker {
     /// `settings` are the policy's, for the bounds (attempts, backoff, TTL).
-    /// Rows already inflight were claimed by a drainer that died: one lost claim.
-    pub fn new(settings: Settings, store: &SimStore) -> Checker {
-        let history = store
-            .rows()
-            .values()
+    /// Rows already inflight were claimed by a drainer that died: one lost
+    /// claim. Rows already finished (aborted ones among them) are frozen
+    /// from the start.
+    pub fn new(settings: Settings, rows: &[StoredRow]) -> Checker {
+        let history = rows
+            .iter()
             .map(|r| {
                 (
                     r.row.rowid,
                     RowHistory {
                         lost_claims: u32::from(r.status == Status::Inflight),
+                        finished: (!r.status.is_open()).then(|| Finished::of(r)),
                         ..RowHistory::default()
                     },
                 )
@@ -82,7 +88,7 @@ impl Checker {
             .collect();
         Checker {
             settings,
-            rows_total: store.rows().len(),
+            rows_total: rows.len(),
             history,
         }
     }

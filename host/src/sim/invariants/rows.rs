@@ -3,12 +3,13 @@
 //! drainers, done and dead rows frozen, and no pending row past its TTL once
 //! an expiry sweep ran.
 //!
-//! Only the rows the tick changed are looked at (the store notes every
-//! change): a row nobody touched cannot have broken a per-row bound, so a
-//! tick costs what it touched, not the size of the table.
+//! The rows the tick claimed or settled are looked at, and every row after a
+//! tick whose reclaim or expiry changed rows, and every so many ticks: a row
+//! nobody touched cannot have broken a per-row bound, so most ticks cost
+//! what they touched, not the size of the table.
 
 use super::{Checker, TickView, name};
-use crate::sim::store::{Status, StoredRow};
+use crate::sim::outbox::{Status, StoredRow};
 use crate::sim::violation::ViolationKind;
 
 /// The columns of a done or dead row, which must never change again.
@@ -22,7 +23,7 @@ pub(super) struct Finished {
 }
 
 impl Finished {
-    fn of(stored: &StoredRow) -> Finished {
+    pub(super) fn of(stored: &StoredRow) -> Finished {
         Finished {
             status: stored.status,
             attempts: stored.row.attempts,
@@ -55,31 +56,38 @@ impl Finished {
 
 impl Checker {
     pub(super) fn check_rows(&mut self, tick: &TickView<'_>) -> Result<(), ViolationKind> {
-        let rows = tick.store.rows();
-        if rows.len() != self.rows_total {
+        // Counting is a look at the whole table: with the full look only.
+        let held = if tick.full_look {
+            tick.store.len()
+        } else {
+            self.rows_total
+        };
+        if held != self.rows_total {
             let detail = format!(
-                "the outbox holds {} rows; it started with {}",
-                rows.len(),
+                "the outbox holds {held} rows; it started with {}",
                 self.rows_total
             );
             return Err(ViolationKind::RowLost { detail });
         }
-        for rowid in &tick.journal.touched {
-            if let Some(stored) = rows.get(rowid) {
+        if tick.full_look {
+            for stored in tick.store.rows().values() {
                 self.check_row(stored)?;
+            }
+        } else {
+            for rowid in &tick.journal.touched {
+                if let Some(stored) = tick.store.get(*rowid) {
+                    self.check_row(&stored)?;
+                }
             }
         }
         // A finished tick reclaimed at its start every lease run out by then;
         // the lease that ends first is the one to look at.
-        if let Some(stored) = tick
-            .store
-            .earliest_lease()
-            .filter(|_| tick.report.is_some())
+        if let Some(stored) = tick.report.and_then(|_| tick.store.earliest_lease())
             && stored.next_attempt_at <= tick.now_ms
         {
             let (lease_end_ms, tick_ms) = (stored.next_attempt_at, tick.now_ms);
             return Err(ViolationKind::LeaseNotReclaimed {
-                row: name(stored),
+                row: name(&stored),
                 lease_end_ms,
                 tick_ms,
             });
@@ -87,11 +95,11 @@ impl Checker {
         // Only the oldest pending row can be past its TTL first.
         let sweep_ran = tick.report.is_some_and(|r| !r.more_due);
         let ttl_ms = self.settings.row_ttl_ms;
-        if let Some(stored) = tick.store.oldest_pending().filter(|_| sweep_ran) {
+        if let Some(stored) = sweep_ran.then(|| tick.store.oldest_pending()).flatten() {
             let age_ms = tick.now_ms.saturating_sub(stored.row.enqueued_at);
             if age_ms > ttl_ms {
                 return Err(ViolationKind::ExpiryMissed {
-                    row: name(stored),
+                    row: name(&stored),
                     age_ms,
                     ttl_ms,
                 });

@@ -4,7 +4,7 @@
 //! report that agrees.
 
 use super::{Checker, TickView, name, unknown};
-use crate::sim::store::Status;
+use crate::sim::outbox::Status;
 use crate::sim::violation::ViolationKind;
 use sluice_policy::{SendResult, TickReport, Verdict};
 use std::collections::BTreeMap;
@@ -24,7 +24,7 @@ impl Checker {
                 let row = tick
                     .store
                     .get(outcome.rowid)
-                    .map_or_else(|| unknown(outcome.rowid), name);
+                    .map_or_else(|| unknown(outcome.rowid), |r| name(&r));
                 let max = self.settings.max_attempts;
                 if outcome.attempts >= max {
                     let why = "was retried although it had used every attempt";
@@ -69,7 +69,10 @@ impl Checker {
                 continue;
             }
             if finished {
-                let row = tick.store.get(rowid).map_or_else(|| unknown(rowid), name);
+                let row = tick
+                    .store
+                    .get(rowid)
+                    .map_or_else(|| unknown(rowid), |r| name(&r));
                 return Err(ViolationKind::ClaimNotSettled { row, attempts });
             }
             self.history.entry(rowid).or_default().lost_claims += 1;

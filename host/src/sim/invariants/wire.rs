@@ -23,7 +23,7 @@ impl Checker {
             let row = tick
                 .store
                 .get(dispatch.rowid)
-                .map_or_else(|| unknown(dispatch.rowid), name);
+                .map_or_else(|| unknown(dispatch.rowid), |r| name(&r));
             let why = format!(
                 "the broker had already accepted it as {message_id} and that claim was settled"
             );
