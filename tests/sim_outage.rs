@@ -55,17 +55,17 @@ fn seeds(count: u64) -> Vec<u64> {
 
 /// Runs every seed; the first violation or undrained run fails with its seed.
 fn run_seeds(profile: &str, seeds: &[u64], rows: u32, ticks_max: u64) -> Vec<SimOutcome> {
-    run_seeds_with(outage_policy(), profile, seeds, rows, ticks_max)
+    run_seeds_with(&outage_policy(), profile, seeds, rows, ticks_max)
 }
 
 fn run_seeds_with(
-    engine: PolicyEngine,
+    engine: &PolicyEngine,
     profile: &str,
     seeds: &[u64],
     rows: u32,
     ticks_max: u64,
 ) -> Vec<SimOutcome> {
-    let policy = SimPolicy::Component(&engine);
+    let policy = SimPolicy::Component(engine);
     let started = Instant::now();
     let mut outcomes = Vec::new();
     for &seed in seeds {
@@ -130,7 +130,7 @@ fn a_broker_that_never_comes_back_loses_no_row() {
     // with no broker at all they wait out the TTL (an hour here), rechecked
     // every 2 s.
     let outcomes = run_seeds_with(
-        outage_policy_with(hour_ttl()),
+        &outage_policy_with(hour_ttl()),
         "broker-down",
         &seeds(2),
         500,

@@ -188,7 +188,7 @@ impl SimOutbox {
     }
 
     /// How many rows the table holds.
-    pub fn len(&self) -> usize {
+    pub fn row_count(&self) -> usize {
         self.count("SELECT COUNT(*) FROM outbox")
     }
 

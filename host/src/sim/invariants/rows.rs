@@ -58,7 +58,7 @@ impl Checker {
     pub(super) fn check_rows(&mut self, tick: &TickView<'_>) -> Result<(), ViolationKind> {
         // Counting is a look at the whole table: with the full look only.
         let held = if tick.full_look {
-            tick.store.len()
+            tick.store.row_count()
         } else {
             self.rows_total
         };
