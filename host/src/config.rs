@@ -133,7 +133,7 @@ const POLL_INTERVAL_MS_MIN: u64 = 1;
 const POLL_INTERVAL_MS_MAX: u64 = 3_600_000;
 /// Two in flight measured +10–70% over one; a third added nothing on two
 /// cores. The bound stops a typo from opening a connection per row.
-const BATCHES_IN_FLIGHT_DEFAULT: usize = 2;
+pub const BATCHES_IN_FLIGHT_DEFAULT: usize = 2;
 const BATCHES_IN_FLIGHT_MAX: usize = 8;
 /// A policy that traps this often in a row is broken, not unlucky.
 const ROLLBACK_AFTER_MAX: u32 = 1_000;

@@ -328,10 +328,7 @@ impl Drain {
                 break;
             }
             let step = self.step();
-            if step
-                .as_ref()
-                .is_ok_and(|r| r.claimed > 0 || r.reclaimed > 0 || r.expired > 0)
-            {
+            if step.as_ref().is_ok_and(wakes_siblings) {
                 self.siblings.send(Signal::Wake);
             }
             let ended = step.as_ref().map_err(|_| ());
@@ -369,6 +366,13 @@ impl Drain {
             }
         }
     }
+}
+
+/// Whether a tick's work should wake the drainer's other loops: it claimed,
+/// reclaimed or expired rows, so more may be due (a sibling asleep for the
+/// poll interval would miss them). The simulator wakes its loops by this too.
+pub fn wakes_siblings(report: &TickReport) -> bool {
+    report.claimed > 0 || report.reclaimed > 0 || report.expired > 0
 }
 
 /// How long a loop waits after a tick, by how it ended: not at all after a

@@ -161,6 +161,7 @@ pub fn simulate_briefly(engine: &PolicyEngine) -> Result<BriefSim, String> {
             rows: BRIEF_SIM_ROWS,
             ticks_max: BRIEF_SIM_TICKS_MAX,
             profile: profile.clone(),
+            ..SimConfig::default()
         };
         let mut sim = Sim::new(config, &SimPolicy::Component(engine), &TraceSink::Off)
             .map_err(|e| format!("the simulation cannot start: {e}"))?;

@@ -6,6 +6,7 @@
 //! the failure; exit 3 when the tick limit came first, with rows still open.
 
 use crate::engine::PolicyEngine;
+use crate::sim::runner::loop_trace_path;
 use crate::sim::{Profile, Sim, SimConfig, SimOutcome, SimPolicy, Stop, TraceSink, Violation};
 use anyhow::{Context as _, bail};
 use clap::Args;
@@ -42,9 +43,18 @@ pub struct SimArgs {
     #[arg(long = "setting", value_name = "KEY=VALUE")]
     settings: Vec<String>,
     /// Write the trace here (always); without it, a failing run writes
-    /// sim-<seed>.trace in the current directory.
+    /// sim-<seed>.trace in the current directory. Each loop has its own:
+    /// the second loop's is NAME.loop1.trace beside it, and so on.
     #[arg(long, value_name = "FILE")]
     trace: Option<PathBuf>,
+    /// Drainers (processes) on the outbox file, each with its own write
+    /// connection.
+    #[arg(long, default_value_t = 1)]
+    drainers: u32,
+    /// Loops per drainer, each with its own policy instance (as
+    /// `[drain] batches_in_flight`).
+    #[arg(long, default_value_t = 2)]
+    loops: u32,
 }
 
 pub fn sim(args: &SimArgs) -> anyhow::Result<ExitCode> {
@@ -78,10 +88,12 @@ pub fn sim(args: &SimArgs) -> anyhow::Result<ExitCode> {
         rows: args.rows,
         ticks_max: args.ticks,
         profile: profile.clone(),
+        drainers: args.drainers,
+        loops: args.loops,
     };
     let mut sim = Sim::new(config, &policy, &sink).context("starting the simulation")?;
     let outcome = sim.run();
-    let kept = sim.finish_trace().context("finishing the trace")?;
+    let kept = sim.finish_traces().context("finishing the trace")?;
     println!("{}", outcome.summary_line(profile.name));
     let Stop::Violation(violation) = &outcome.stop else {
         if outcome.stop == Stop::TickLimit {
@@ -95,14 +107,19 @@ pub fn sim(args: &SimArgs) -> anyhow::Result<ExitCode> {
         }
         return Ok(ExitCode::SUCCESS);
     };
-    let path = args
+    let first = args
         .trace
         .clone()
         .unwrap_or_else(|| PathBuf::from(format!("sim-{seed}.trace")));
-    if let Some(bytes) = kept {
-        std::fs::write(&path, bytes)
-            .with_context(|| format!("writing the trace to {}", path.display()))?;
+    for (n, bytes) in kept.into_iter().enumerate() {
+        if let Some(bytes) = bytes {
+            let path = loop_trace_path(&first, n as u64);
+            std::fs::write(&path, bytes)
+                .with_context(|| format!("writing the trace to {}", path.display()))?;
+        }
     }
+    let failing = u64::from(violation.at.drainer * args.loops + violation.at.index);
+    let path = loop_trace_path(&first, failing);
     eprint!("{}", failure_report(violation, &outcome, &path, args));
     Ok(ExitCode::from(1))
 }
@@ -121,11 +138,12 @@ fn failure_report(
         .unwrap_or_default();
     format!(
         "sim: {violation}\n\
-         sim: failed with {SEED_VAR}={seed} at tick {tick}: invariant `{name}`\n\
+         sim: failed with {SEED_VAR}={seed} at tick {tick} ({at}): invariant `{name}`\n\
          sim: trace written to {trace}; replay it with: sluice replay {trace}{policy}\n\
          sim: rerun with: {SEED_VAR}={seed} {command}\n",
         seed = outcome.seed,
         tick = violation.tick,
+        at = violation.at,
         name = violation.kind.name(),
         trace = quote(&trace.display().to_string()),
         command = rerun_command(outcome.seed, args),
@@ -147,6 +165,12 @@ pub fn rerun_command(seed: u64, args: &SimArgs) -> String {
         args.ticks.to_string(),
     ]);
     words.extend(["--faults".into(), quote(&args.faults)]);
+    if args.drainers != 1 {
+        words.extend(["--drainers".into(), args.drainers.to_string()]);
+    }
+    if args.loops != 2 {
+        words.extend(["--loops".into(), args.loops.to_string()]);
+    }
     if let Some(path) = &args.policy {
         words.extend(["--policy".into(), quote(&path.display().to_string())]);
     }
@@ -232,10 +256,21 @@ mod tests {
             native_policy: false,
             settings: vec!["fault=forget_settle".into()],
             trace: None,
+            drainers: 1,
+            loops: 2,
         };
         assert_eq!(
             rerun_command(7, &args),
             "sluice sim --seed 7 --rows 10 --ticks 5 --faults mixed --policy 'my policy.wasm' --setting fault=forget_settle"
+        );
+        let two = SimArgs {
+            drainers: 2,
+            ..args
+        };
+        assert!(
+            rerun_command(7, &two).contains(" --drainers 2 "),
+            "{}",
+            rerun_command(7, &two)
         );
     }
 }

@@ -34,10 +34,10 @@ pub mod world;
 pub use outcome::{SimOutcome, StepReport, Stop};
 pub use profile::{PROFILES, Profile, UnknownProfile};
 pub use runner::{SimPolicy, TraceSink};
-pub use violation::{Violation, ViolationKind};
-pub use world::SimWorld;
+pub use violation::{LoopId, Violation, ViolationKind};
+pub use world::{SimShared, SimWorld};
 
-use crate::drain::{DrainOptions, wait_after};
+use crate::drain::{DrainOptions, wait_after, wakes_siblings};
 use crate::engine::{LoadError, TickError};
 use crate::trace::Header;
 use invariants::{Checker, TickView};
@@ -46,6 +46,8 @@ use rng::SimRng;
 use runner::{SimRunner, TraceBuffer};
 use sluice_policy::settings::SETTING_NAMES;
 use sluice_policy::{Settings, TickReport};
+use std::sync::{Arc, Mutex};
+use world::Shared;
 
 /// Every this many ticks the checks look at every row, not only those the
 /// tick claimed or settled.
@@ -57,13 +59,22 @@ const FULL_LOOK_EVERY: u64 = 64;
 pub struct SimConfig {
     pub seed: u64,
     pub rows: u32,
-    /// The run stops after this many ticks even if rows are still open.
+    /// The run stops after this many ticks (of all loops) even if rows are
+    /// still open.
     pub ticks_max: u64,
     pub profile: Profile,
+    /// Drainers (processes) on the one outbox file, each with its own write
+    /// connection.
+    pub drainers: u32,
+    /// Loops per drainer, each with its own policy instance, as `sluice run`
+    /// runs `[drain] batches_in_flight` of them.
+    pub loops: u32,
 }
 
 /// Rows a simulated outbox may hold: bounds memory and the per-tick checks.
 pub const SIM_ROWS_MAX: u32 = 1_000_000;
+/// Drainers times loops a simulation may run.
+pub const SIM_LOOPS_MAX: u32 = 16;
 
 impl Default for SimConfig {
     fn default() -> Self {
@@ -72,6 +83,8 @@ impl Default for SimConfig {
             rows: 1_000,
             ticks_max: 100_000,
             profile: Profile::default(),
+            drainers: 1,
+            loops: crate::config::BATCHES_IN_FLIGHT_DEFAULT as u32,
         }
     }
 }
@@ -83,6 +96,10 @@ pub enum SimError {
     Settings(String),
     #[error("{rows} rows is more than the simulator holds ({SIM_ROWS_MAX})")]
     TooManyRows { rows: u32 },
+    #[error(
+        "{drainers} drainers of {loops} loops: give at least one of each, and at most {SIM_LOOPS_MAX} loops in all"
+    )]
+    Loops { drainers: u32, loops: u32 },
     #[error(transparent)]
     Load(#[from] LoadError),
     #[error("cannot write the trace: {0}")]
@@ -91,16 +108,28 @@ pub enum SimError {
     Outbox(String),
 }
 
-/// One simulated drainer.
+/// One loop of one drainer: a policy instance over its own world.
+struct Loop {
+    at: LoopId,
+    runner: SimRunner,
+    /// When it ticks next (virtual ms).
+    next_at: i64,
+    /// The simulation tick it last ran: ties go to the loop that waited longest.
+    ran_at: u64,
+    /// How its last tick ended: decides how long it waits.
+    last: Option<Result<TickReport, ()>>,
+    trace: Option<TraceBuffer>,
+}
+
+/// A simulation: its drainers' loops taking turns on one outbox file.
 pub struct Sim {
     config: SimConfig,
-    runner: SimRunner,
+    loops: Vec<Loop>,
+    shared: Shared,
+    outbox: SimOutbox,
     checker: Checker,
     tick: u64,
-    /// How the last tick ended: decides how long the loop waits.
-    last: Option<Result<TickReport, ()>>,
     failed_ticks: u64,
-    trace: Option<TraceBuffer>,
 }
 
 impl Sim {
@@ -112,10 +141,17 @@ impl Sim {
         if config.rows > SIM_ROWS_MAX {
             return Err(SimError::TooManyRows { rows: config.rows });
         }
+        let total = config.drainers.saturating_mul(config.loops);
+        if config.drainers == 0 || config.loops == 0 || total > SIM_LOOPS_MAX {
+            return Err(SimError::Loops {
+                drainers: config.drainers,
+                loops: config.loops,
+            });
+        }
         let settings = bounds(policy.settings())?;
         let mut rng = SimRng::new(config.seed);
         let pop = population::populate(&mut rng.fork(0), config.rows, settings.max_attempts);
-        let store = SimOutbox::create(&pop.rows).map_err(SimError::Outbox)?;
+        let outbox = SimOutbox::create(&pop.rows).map_err(SimError::Outbox)?;
         let broker = broker::SimBroker::new(
             config.profile.clone(),
             rng.fork(3),
@@ -123,24 +159,49 @@ impl Sim {
             &pop.sessions,
         );
         let checker = Checker::new(settings.clone(), &pop.rows);
-        let world = SimWorld::new(
-            store,
+        let shared: Shared = Arc::new(Mutex::new(SimShared::new(
             broker,
             config.profile.clone(),
             population::EPOCH_START_MS,
             &mut rng,
-        );
+        )));
         let header = Header::new(policy.policy_id(), policy.settings().to_vec());
-        let (writer, trace) = runner::open_trace(sink, &header)?;
-        let runner = runner::bind(policy, crate::runner::guarded(world, writer), settings)?;
+        let mut loops = Vec::new();
+        for drainer in 0..config.drainers {
+            let store = match drainer {
+                0 => Arc::clone(&outbox.store),
+                _ => Arc::new(outbox.open_another().map_err(SimError::Outbox)?),
+            };
+            for index in 0..config.loops {
+                let at = LoopId { drainer, index };
+                let n = loops.len() as u64;
+                // The first loop's randomness is what a one-loop run had.
+                let random = rng.fork(if n == 0 { 2 } else { 100 + n });
+                let world = SimWorld::new(Arc::clone(&shared), Arc::clone(&store), random);
+                let (writer, trace) = runner::open_trace(&sink.for_loop(n), &header)?;
+                let runner = runner::bind(
+                    policy,
+                    crate::runner::guarded(world, writer),
+                    settings.clone(),
+                )?;
+                loops.push(Loop {
+                    at,
+                    runner,
+                    next_at: population::EPOCH_START_MS,
+                    ran_at: 0,
+                    last: None,
+                    trace,
+                });
+            }
+        }
         Ok(Sim {
             config,
-            runner,
+            loops,
+            shared,
+            outbox,
             checker,
             tick: 0,
-            last: None,
             failed_ticks: 0,
-            trace,
         })
     }
 
@@ -148,40 +209,56 @@ impl Sim {
         self.config.seed
     }
 
-    /// Ticks run so far.
+    /// Ticks run so far, by all loops.
     pub fn ticks(&self) -> u64 {
         self.tick
     }
 
-    pub fn world(&mut self) -> &mut SimWorld {
-        self.runner.world()
+    /// The outbox file, through the checks' connection.
+    pub fn outbox(&self) -> &SimOutbox {
+        &self.outbox
     }
 
-    /// Moves the clock as the real loop would sleep, runs one tick at the
-    /// virtual now, and checks every invariant against what it did.
+    /// The shared part of the world: the broker, the clock, the faults.
+    pub fn shared(&self) -> std::sync::MutexGuard<'_, SimShared> {
+        world::lock(&self.shared)
+    }
+
+    /// Runs one tick of the loop due first (ties: the one that waited
+    /// longest) at its time, and checks every invariant against what it did;
+    /// then the loop waits as the real loop would (`drain::wait_after`), and
+    /// its drainer's other loops are woken if it did work, as `sluice run`
+    /// wakes them.
     pub fn step(&mut self) -> Result<StepReport, Violation> {
-        let wait_ms = self.wait_ms();
+        let next = (0..self.loops.len())
+            .min_by_key(|&i| (self.loops[i].next_at, self.loops[i].ran_at, i))
+            .expect("a simulation has at least one loop");
         if self.tick > 0 {
-            self.runner.world().advance(wait_ms);
+            world::lock(&self.shared).advance_to(self.loops[next].next_at);
         }
         self.tick += 1;
-        let now_ms = self.runner.world().clock_ms();
-        let result = self.runner.tick(now_ms);
-        let world = self.runner.world();
-        let journal = world.take_journal();
+        let now_ms = world::lock(&self.shared).clock_ms();
+        let tick = self.tick;
+        let turn = &mut self.loops[next];
+        turn.ran_at = tick;
+        let at = turn.at;
+        let result = turn.runner.tick(now_ms);
+        let journal = turn.runner.world().take_journal();
+        let violation = |kind| Violation {
+            tick,
+            now_ms,
+            at,
+            kind,
+        };
         // The guard's rules are the simulator's invariants for what a tick
         // sends and settles: a breach is the first violation of the tick.
         if let Err(TickError::Violation { breaches, .. }) = &result
             && let Some(breach) = breaches.first()
         {
-            return Err(Violation {
-                tick: self.tick,
-                now_ms,
-                kind: ViolationKind::Guard(breach.clone()),
-            });
+            return Err(violation(ViolationKind::Guard(breach.clone())));
         }
         let report = result.as_ref().ok().filter(|_| !journal.crashed);
-        let meshes = world.broker.links.meshes();
+        let meshes = world::lock(&self.shared).broker.links.meshes();
         let full_look = journal.reclaimed > 0
             || journal.expired > 0
             || self.tick.is_multiple_of(FULL_LOOK_EVERY);
@@ -189,17 +266,29 @@ impl Sim {
             now_ms,
             report,
             journal: &journal,
-            store: &world.store,
+            store: &self.outbox,
             full_look,
             meshes: &meshes,
         };
-        self.checker.check(&view).map_err(|kind| Violation {
-            tick: self.tick,
-            now_ms,
-            kind,
-        })?;
+        self.checker.check(&view).map_err(violation)?;
         self.failed_ticks += u64::from(result.is_err());
-        self.last = Some(result.as_ref().map(Clone::clone).map_err(|_| ()));
+        let ended = result.as_ref().map(Clone::clone).map_err(|_| ());
+        let after = world::lock(&self.shared).clock_ms();
+        let poll = DrainOptions::default().poll_interval;
+        let wait = wait_after(ended.as_ref().map_err(|_| ()), after, poll).map_or(0, |wait| {
+            i64::try_from(wait.as_millis()).unwrap_or(i64::MAX)
+        });
+        let woke_siblings = ended.as_ref().is_ok_and(wakes_siblings);
+        let turn = &mut self.loops[next];
+        turn.next_at = after.saturating_add(wait);
+        turn.last = Some(ended);
+        if woke_siblings {
+            for sibling in &mut self.loops {
+                if sibling.at.drainer == at.drainer && sibling.at != at {
+                    sibling.next_at = sibling.next_at.min(after);
+                }
+            }
+        }
         let result = result.map_err(|e| match e {
             TickError::Policy(message) | TickError::Trap(message) => message,
             violation @ TickError::Violation { .. } => violation.to_string(),
@@ -215,7 +304,7 @@ impl Sim {
     /// Steps until no row is open, `ticks_max` ticks ran, or an invariant broke.
     pub fn run(&mut self) -> SimOutcome {
         let stop = loop {
-            if self.world().store.open_rows() == 0 {
+            if self.outbox.open_rows() == 0 {
                 break Stop::Drained;
             }
             if self.tick >= self.config.ticks_max {
@@ -228,52 +317,44 @@ impl Sim {
         self.outcome(stop)
     }
 
-    /// Flushes the trace; returns it when it was kept in memory.
+    /// Flushes every loop's trace; returns the first loop's when it was
+    /// kept in memory.
     pub fn finish_trace(&mut self) -> std::io::Result<Option<Vec<u8>>> {
-        self.runner.recorder().finish()?;
-        Ok(self.trace.as_ref().map(TraceBuffer::take))
+        Ok(self.finish_traces()?.into_iter().next().flatten())
+    }
+
+    /// Flushes every loop's trace; returns each one kept in memory, in loop
+    /// order (`SimConfig::loops` per drainer).
+    pub fn finish_traces(&mut self) -> std::io::Result<Vec<Option<Vec<u8>>>> {
+        let mut kept = Vec::with_capacity(self.loops.len());
+        for turn in &mut self.loops {
+            turn.runner.recorder().finish()?;
+            kept.push(turn.trace.as_ref().map(TraceBuffer::take));
+        }
+        Ok(kept)
     }
 
     fn outcome(&mut self, stop: Stop) -> SimOutcome {
-        let (seed, rows, ticks, failed_ticks) = (
-            self.config.seed,
-            self.config.rows,
-            self.tick,
-            self.failed_ticks,
-        );
         let lost_claims = self.checker.lost_claims();
-        let world = self.runner.world();
-        let counts = world.store.counts();
+        let counts = self.outbox.counts();
         let count = |status| counts.get(&status).copied().unwrap_or(0);
+        let shared = world::lock(&self.shared);
         SimOutcome {
-            seed,
+            seed: self.config.seed,
             stop,
-            ticks,
-            failed_ticks,
-            rows,
+            ticks: self.tick,
+            failed_ticks: self.failed_ticks,
+            rows: self.config.rows,
             pending: count(Status::Pending),
             inflight: count(Status::Inflight),
             done: count(Status::Done),
             dead: count(Status::Dead),
             aborted: count(Status::Aborted),
-            sends: world.dispatches(),
-            faults: world.faults().values().sum(),
+            sends: shared.dispatches(),
+            faults: shared.faults().values().sum(),
             lost_claims,
-            virtual_ms: world.clock_ms() - population::EPOCH_START_MS,
+            virtual_ms: shared.clock_ms() - population::EPOCH_START_MS,
         }
-    }
-
-    /// How long the real loop would wait after the last tick
-    /// (`drain::wait_after`, the same rule), on the virtual clock.
-    fn wait_ms(&mut self) -> i64 {
-        let now = self.runner.world().clock_ms();
-        let poll = DrainOptions::default().poll_interval;
-        let Some(last) = &self.last else {
-            return 0;
-        };
-        wait_after(last.as_ref().map_err(|_| ()), now, poll).map_or(0, |wait| {
-            i64::try_from(wait.as_millis()).unwrap_or(i64::MAX)
-        })
     }
 }
 

@@ -75,6 +75,7 @@ pub const DEFECTS: [&str; 3] = ["enqueued_at", "payload", "mesh"];
 /// A simulation's outbox file, removed when the simulation ends.
 pub struct SimOutbox {
     dir: PathBuf,
+    path: PathBuf,
     /// The process's write connection, as `sluice run` has it.
     pub store: Arc<SharedOutbox>,
     /// The checks' own connection: reads only, so the store never sees it
@@ -161,7 +162,18 @@ impl SimOutbox {
             rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )
         .map_err(sql)?;
-        Ok(SimOutbox { dir, store, read })
+        Ok(SimOutbox {
+            dir,
+            path,
+            store,
+            read,
+        })
+    }
+
+    /// Another drainer's write connection to the same file, as a second
+    /// `sluice run` on it has.
+    pub fn open_another(&self) -> Result<SharedOutbox, String> {
+        SharedOutbox::open(&self.path).map_err(|e| e.to_string())
     }
 
     /// One row, as the checks see it; `None` if there is no such rowid.

@@ -95,6 +95,34 @@ impl Write for TraceBuffer {
     }
 }
 
+impl TraceSink {
+    /// The sink of the `n`-th loop of a simulation: each loop has a trace of
+    /// its own (a policy instance replays one loop's ticks). The first
+    /// writes to the file given; the others beside it, `NAME.loopN.trace`.
+    pub fn for_loop(&self, n: u64) -> TraceSink {
+        match self {
+            TraceSink::File(path) if n > 0 => TraceSink::File(loop_trace_path(path, n)),
+            other => other.clone(),
+        }
+    }
+}
+
+/// `run.trace` → `run.loop1.trace` for loop 1; loop 0 keeps the name.
+pub fn loop_trace_path(path: &std::path::Path, n: u64) -> PathBuf {
+    if n == 0 {
+        return path.to_path_buf();
+    }
+    let stem = path
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let name = match path.extension() {
+        Some(ext) => format!("{stem}.loop{n}.{}", ext.to_string_lossy()),
+        None => format!("{stem}.loop{n}"),
+    };
+    path.with_file_name(name)
+}
+
 /// Opens the sink: a writer with the header written, and the buffer for `Memory`.
 pub fn open_trace(
     sink: &TraceSink,

@@ -15,7 +15,22 @@ pub struct Violation {
     pub tick: u64,
     /// The virtual time the tick started at.
     pub now_ms: TimestampMs,
+    /// Whose tick it was.
+    pub at: LoopId,
     pub kind: ViolationKind,
+}
+
+/// One loop of one drainer, counted from 0.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct LoopId {
+    pub drainer: u32,
+    pub index: u32,
+}
+
+impl fmt::Display for LoopId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "drainer {} loop {}", self.drainer, self.index)
+    }
 }
 
 /// A row in a message: rowid and primary key.
@@ -173,9 +188,10 @@ impl fmt::Display for Violation {
         let elapsed_s = (self.now_ms - EPOCH_START_MS) as f64 / 1000.0;
         write!(
             f,
-            "invariant `{}` broken at tick {} (virtual time +{elapsed_s:.3} s): {}",
+            "invariant `{}` broken at tick {} of {} (virtual time +{elapsed_s:.3} s): {}",
             self.kind.name(),
             self.tick,
+            self.at,
             self.kind
         )
     }

@@ -1,17 +1,23 @@
-//! [`SimWorld`]: everything a policy observes — a real outbox file written
-//! by the real store, and simulated the rest: the broker, a virtual clock,
-//! seeded randomness and a log sink — behind the same `World` trait the
-//! real host implements.
+//! [`SimWorld`]: everything one loop's policy observes — a real outbox file
+//! written by the real store, and simulated the rest: the broker, a virtual
+//! clock, seeded randomness and a log sink — behind the same `World` trait
+//! the real host implements.
+//!
+//! As in `sluice run`, every loop of a drainer has a world of its own over
+//! the drainer's one write connection (`SharedOutbox`), and every drainer of
+//! the simulation shares the outbox file and the broker. What they share
+//! ([`SimShared`]: the broker and its links, the virtual clock, the faults)
+//! is behind one lock; the ticks themselves take turns (`Sim`), so the order
+//! of everything is the seed's.
 //!
 //! Owns: the virtual clock (moved between ticks by the caller, during a tick
 //! only by sends taking their time), the "drainer dies mid-tick" fault (a
-//! settle that never lands), and the journal of what the current tick did,
-//! which `invariants` reads. The store calls are the host's own
+//! settle that never lands), and each loop's journal of what its current
+//! tick did, which `invariants` reads. The store calls are the host's own
 //! (`world::store_calls`), on the virtual clock. Not here: the outbox file
 //! (`outbox`), the broker's semantics (`broker`), when ticks happen (`Sim`).
 
 use super::broker::SimBroker;
-use super::outbox::SimOutbox;
 use super::profile::{FaultCounts, Profile};
 use super::rng::SimRng;
 use crate::world::{RANDOM_BYTES_MAX, store_calls};
@@ -19,7 +25,9 @@ use sluice_policy::{
     ClaimFilter, Dispatch, Level, MeshLink, Outcome, Row, SendResult, SessionState, TimestampMs,
     World,
 };
+use sluice_store::SharedOutbox;
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 /// Distinct log event names counted; more would let a confused policy grow
 /// the map without bound. Further names are counted under `OTHER_EVENTS`.
@@ -61,17 +69,13 @@ pub struct TickJournal {
     pub skip: ClaimFilter,
 }
 
-/// The simulated host.
-pub struct SimWorld {
-    pub store: SimOutbox,
+/// What every loop and drainer of a simulation shares.
+pub struct SimShared {
     pub broker: SimBroker,
     profile: Profile,
     clock_ms: TimestampMs,
     /// Crashes and clock jumps.
     faults_rng: SimRng,
-    /// The policy's `random-bytes`.
-    random: SimRng,
-    journal: TickJournal,
     faults: FaultCounts,
     logs: BTreeMap<String, u64>,
     dispatches: u64,
@@ -79,21 +83,17 @@ pub struct SimWorld {
     outage_ends_at: Option<TimestampMs>,
 }
 
-impl SimWorld {
+impl SimShared {
     pub fn new(
-        store: SimOutbox,
         broker: SimBroker,
         profile: Profile,
         clock_ms: TimestampMs,
         rng: &mut SimRng,
-    ) -> SimWorld {
-        SimWorld {
-            store,
+    ) -> SimShared {
+        SimShared {
             broker,
             clock_ms,
             faults_rng: rng.fork(1),
-            random: rng.fork(2),
-            journal: TickJournal::default(),
             faults: FaultCounts::new(),
             logs: BTreeMap::new(),
             dispatches: 0,
@@ -107,11 +107,11 @@ impl SimWorld {
         self.clock_ms
     }
 
-    /// Time passes between ticks: `wait_ms`, plus a jump when the profile
-    /// draws one; then links flip, and all open once the profile's opening
-    /// outage is over.
-    pub fn advance(&mut self, wait_ms: i64) {
-        self.clock_ms = self.clock_ms.saturating_add(wait_ms.max(0));
+    /// Time passes between ticks: up to `until` (never back), plus a jump
+    /// when the profile draws one; then links flip, and all open once the
+    /// profile's opening outage is over.
+    pub fn advance_to(&mut self, until: TimestampMs) {
+        self.clock_ms = self.clock_ms.max(until);
         if self.faults_rng.chance(self.profile.clock_jump_ppm) {
             self.clock_ms = self.clock_ms.saturating_add(
                 self.faults_rng
@@ -132,6 +132,49 @@ impl SimWorld {
         self.outage_ends_at
     }
 
+    pub fn faults(&self) -> &FaultCounts {
+        &self.faults
+    }
+
+    /// Log lines per event name.
+    pub fn logs(&self) -> &BTreeMap<String, u64> {
+        &self.logs
+    }
+
+    /// Dispatches the policies handed to `send-batch` so far.
+    pub fn dispatches(&self) -> u64 {
+        self.dispatches
+    }
+}
+
+/// The shared part, as each world holds it.
+pub type Shared = Arc<Mutex<SimShared>>;
+
+/// One loop's simulated host.
+pub struct SimWorld {
+    shared: Shared,
+    /// The drainer's write connection, shared by its loops.
+    store: Arc<SharedOutbox>,
+    /// The policy's `random-bytes`.
+    random: SimRng,
+    journal: TickJournal,
+}
+
+impl SimWorld {
+    pub fn new(shared: Shared, store: Arc<SharedOutbox>, random: SimRng) -> SimWorld {
+        SimWorld {
+            shared,
+            store,
+            random,
+            journal: TickJournal::default(),
+        }
+    }
+
+    /// The shared part: the broker, the clock, the faults.
+    pub fn shared(&self) -> MutexGuard<'_, SimShared> {
+        lock(&self.shared)
+    }
+
     /// Starts a fresh journal for the next tick and hands back the last one.
     pub fn take_journal(&mut self) -> TickJournal {
         let mut journal = std::mem::take(&mut self.journal);
@@ -144,20 +187,6 @@ impl SimWorld {
         journal
     }
 
-    pub fn faults(&self) -> &FaultCounts {
-        &self.faults
-    }
-
-    /// Log lines per event name.
-    pub fn logs(&self) -> &BTreeMap<String, u64> {
-        &self.logs
-    }
-
-    /// Dispatches the policy handed to `send-batch` so far.
-    pub fn dispatches(&self) -> u64 {
-        self.dispatches
-    }
-
     fn alive(&self) -> Result<(), String> {
         if self.journal.crashed {
             Err(CRASH_ERROR.to_string())
@@ -165,6 +194,14 @@ impl SimWorld {
             Ok(())
         }
     }
+}
+
+/// The shared part, even after a loop panicked holding it: the simulation
+/// stops at the panic anyway, and its state is what the checks must see.
+pub fn lock(shared: &Shared) -> MutexGuard<'_, SimShared> {
+    shared
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 impl World for SimWorld {
@@ -177,7 +214,7 @@ impl World for SimWorld {
     ) -> Result<Vec<Row>, String> {
         self.alive()?;
         self.journal.skip = skip.clone();
-        let rows = store_calls::claim_due(&self.store.store, now, limit, lease_ms, skip)?;
+        let rows = store_calls::claim_due(&self.store, now, limit, lease_ms, skip)?;
         self.journal
             .claims
             .extend(rows.iter().map(|r| (r.rowid, r.attempts)));
@@ -186,42 +223,49 @@ impl World for SimWorld {
 
     fn settle(&mut self, outcomes: Vec<Outcome>) -> Result<u32, String> {
         self.alive()?;
-        if !outcomes.is_empty() && self.faults_rng.chance(self.profile.crash_ppm) {
-            // The process died after sending: nothing of this settle lands.
-            self.journal.crashed = true;
-            *self.faults.entry("drainer_crash").or_default() += 1;
-            return Err(CRASH_ERROR.to_string());
-        }
-        let applied = store_calls::settle(&self.store.store, &outcomes, None, self.clock_ms)?;
+        let at_ms = {
+            let mut shared = self.shared();
+            let crash_ppm = shared.profile.crash_ppm;
+            if !outcomes.is_empty() && shared.faults_rng.chance(crash_ppm) {
+                // The process died after sending: nothing of this settle lands.
+                *shared.faults.entry("drainer_crash").or_default() += 1;
+                drop(shared);
+                self.journal.crashed = true;
+                return Err(CRASH_ERROR.to_string());
+            }
+            shared.clock_ms
+        };
+        let applied = store_calls::settle(&self.store, &outcomes, None, at_ms)?;
         self.journal.settles.push(SettleRecord {
             outcomes,
             applied,
-            at_ms: self.clock_ms,
+            at_ms,
         });
         Ok(applied)
     }
 
     fn reclaim(&mut self, now: TimestampMs) -> Result<u32, String> {
         self.alive()?;
-        let count = store_calls::reclaim(&self.store.store, now)?;
+        let count = store_calls::reclaim(&self.store, now)?;
         self.journal.reclaimed = self.journal.reclaimed.saturating_add(count);
         Ok(count)
     }
 
     fn expire(&mut self, now: TimestampMs, cutoff: TimestampMs) -> Result<u32, String> {
         self.alive()?;
-        let count = store_calls::expire(&self.store.store, now, cutoff)?;
+        let count = store_calls::expire(&self.store, now, cutoff)?;
         self.journal.expired = self.journal.expired.saturating_add(count);
         Ok(count)
     }
 
     fn next_due_at(&mut self, skip: &ClaimFilter) -> Result<Option<TimestampMs>, String> {
         self.alive()?;
-        store_calls::next_due_at(&self.store.store, skip)
+        store_calls::next_due_at(&self.store, skip)
     }
 
     fn mesh_links(&mut self) -> Vec<MeshLink> {
-        self.broker.links.mesh_links(self.clock_ms)
+        let shared = self.shared();
+        shared.broker.links.mesh_links(shared.clock_ms)
     }
 
     fn throttle(&mut self, _mesh: &str) {
@@ -229,23 +273,28 @@ impl World for SimWorld {
     }
 
     fn session_states(&mut self, pubkeys: Vec<String>) -> Vec<SessionState> {
-        self.broker.links.session_states(&pubkeys)
+        self.shared().broker.links.session_states(&pubkeys)
     }
 
     fn send_batch(&mut self, dispatches: Vec<Dispatch>, ack_timeout_ms: u32) -> Vec<SendResult> {
-        self.dispatches += dispatches.len() as u64;
-        let answer = self
-            .broker
-            .send_batch(&dispatches, ack_timeout_ms, &mut self.faults);
-        self.clock_ms = self.clock_ms.saturating_add(answer.elapsed_ms);
+        let results = {
+            let mut guard = self.shared();
+            let shared = &mut *guard;
+            shared.dispatches += dispatches.len() as u64;
+            let answer = shared
+                .broker
+                .send_batch(&dispatches, ack_timeout_ms, &mut shared.faults);
+            shared.clock_ms = shared.clock_ms.saturating_add(answer.elapsed_ms);
+            answer.results
+        };
         self.journal
             .sends
-            .extend(dispatches.into_iter().zip(answer.results.iter().cloned()));
-        answer.results
+            .extend(dispatches.into_iter().zip(results.iter().cloned()));
+        results
     }
 
     fn now(&mut self) -> TimestampMs {
-        self.clock_ms
+        self.shared().clock_ms
     }
 
     fn random_bytes(&mut self, len: u32) -> Vec<u8> {
@@ -253,11 +302,13 @@ impl World for SimWorld {
     }
 
     fn log(&mut self, _level: Level, event: &str, _fields: Vec<(String, String)>) {
-        let key = if self.logs.len() < LOG_EVENTS_MAX || self.logs.contains_key(event) {
+        let mut shared = self.shared();
+        let logs = &mut shared.logs;
+        let key = if logs.len() < LOG_EVENTS_MAX || logs.contains_key(event) {
             event
         } else {
             OTHER_EVENTS
         };
-        *self.logs.entry(key.to_string()).or_default() += 1;
+        *logs.entry(key.to_string()).or_default() += 1;
     }
 }
