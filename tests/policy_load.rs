@@ -427,3 +427,50 @@ fn policy_check_refuses_each_lie_naming_its_rule() {
     let default = PolicyEngine::load_default(vec![]).unwrap();
     assert!(simulate_briefly(&default).is_ok());
 }
+
+/// `sluice policy test` judges behaviour, not identity. The outage-aware
+/// policy decides differently from the default on the golden traces of a
+/// link that is down (which `--verify` refuses), and passes: every rule and
+/// invariant held in every profile. A policy that never dead-letters fails,
+/// naming the invariant and the command that shows it again.
+#[test]
+fn policy_test_passes_a_different_policy_and_fails_a_broken_one() {
+    use crate::common::{sluice, stderr, stdout};
+    let outage = env!("SLUICE_OUTAGE_POLICY_WASM");
+    let out = sluice(&["policy", "test", outage, "--seeds", "1", "--rows", "150"]);
+    let text = stdout(&out);
+    assert!(out.status.success(), "{text}{}", stderr(&out));
+    for profile in sluice::behaviour::PROFILES {
+        assert!(text.contains(profile), "{profile} missing: {text}");
+    }
+    assert!(text.contains("test     ok"), "{text}");
+    let differing: usize = text
+        .split("what-if: ")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .expect("a count of differing decisions");
+    assert!(
+        differing > 0,
+        "the outage-aware policy decides some rows differently: {text}"
+    );
+
+    let out = sluice(&[
+        "policy",
+        "test",
+        FAULTY,
+        "--setting",
+        "fault=never_dead",
+        "--seeds",
+        "1",
+        "--rows",
+        "150",
+    ]);
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(1), "{text}{}", stderr(&out));
+    assert!(
+        text.contains("BROKEN") && text.contains("attempts_bounded") && text.contains("sluice sim"),
+        "{text}"
+    );
+    assert!(text.contains("test     failed"), "{text}");
+}

@@ -23,6 +23,7 @@
 //! The policy's rules live in `sluice_policy` (crate `policy/`), compiled to a
 //! component by `guest/` and embedded here by `build.rs`.
 
+pub mod behaviour;
 pub mod bundled;
 pub mod cli;
 pub mod config;

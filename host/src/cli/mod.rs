@@ -7,6 +7,7 @@ mod logging;
 mod outbox;
 mod policy;
 pub mod policy_check;
+pub mod policy_test;
 mod replay;
 mod run;
 mod service;

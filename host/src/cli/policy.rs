@@ -22,6 +22,10 @@ enum PolicyCommand {
     Load(LoadArgs),
     /// Validate a policy component offline, as a running drainer would.
     Check(super::policy_check::CheckArgs),
+    /// Test a policy component by its behaviour beside the default's: seeded
+    /// simulations over several fault profiles under the host's guard and
+    /// invariants, and what-if over the golden traces.
+    Test(super::policy_test::TestArgs),
     /// Write the policy components and golden traces this binary carries
     /// into DIR: the default, the outage-aware policy, a faulty build to try
     /// rollback with, and DIR/golden for --verify.
@@ -50,6 +54,7 @@ pub fn policy(args: &PolicyArgs) -> anyhow::Result<ExitCode> {
     match &args.command {
         PolicyCommand::Load(load) => load_command(load),
         PolicyCommand::Check(check) => super::policy_check::check(check),
+        PolicyCommand::Test(test) => super::policy_test::test(test),
         PolicyCommand::Bundled(bundled) => bundled_command(bundled),
     }
 }
