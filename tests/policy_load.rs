@@ -474,3 +474,20 @@ fn policy_test_passes_a_different_policy_and_fails_a_broken_one() {
     );
     assert!(text.contains("test     failed"), "{text}");
 }
+
+/// A policy that passes every load check but cannot finish a tick (here it
+/// traps on every one, as a build that calls `println!` does: a policy has
+/// no stdout) is refused by `policy check`, with the trap's one-line reason,
+/// instead of going live and being rolled back.
+#[test]
+fn policy_check_refuses_a_policy_whose_ticks_trap() {
+    use crate::common::{sluice, stdout};
+    let out = sluice(&["policy", "check", FAULTY, "--setting", "fault=trap"]);
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("refused") && text.contains("tick 1 failed") && text.contains("sluice sim"),
+        "{text}"
+    );
+    assert!(!text.contains("wasm backtrace"), "{text}");
+}

@@ -144,7 +144,10 @@ pub struct BriefSim {
 /// Runs `engine` (with its own settings) in the simulator for
 /// [`BRIEF_SIM_SEEDS`] seeds of [`BRIEF_SIM_ROWS`] rows: every call under the
 /// host's guard, every tick's invariants checked. Err names the rule or
-/// invariant broken first, the seed and the tick, and how to see it again.
+/// invariant broken first, the seed and the tick, and how to see it again;
+/// or the first tick that trapped or failed (other than by a simulated
+/// crash): a policy that cannot finish a tick here would be rolled back
+/// live (a `println!` traps: a policy has no stdout).
 pub fn simulate_briefly(engine: &PolicyEngine) -> Result<BriefSim, String> {
     let profile = Profile::named(BRIEF_SIM_PROFILE).map_err(|e| e.to_string())?;
     let mut brief = BriefSim {
@@ -165,6 +168,23 @@ pub fn simulate_briefly(engine: &PolicyEngine) -> Result<BriefSim, String> {
         };
         let mut sim = Sim::new(config, &SimPolicy::Component(engine), &TraceSink::Off)
             .map_err(|e| format!("the simulation cannot start: {e}"))?;
+        let rerun = format!(
+            "see it again with `sluice sim --policy FILE --seed {seed} --rows {BRIEF_SIM_ROWS} --faults {BRIEF_SIM_PROFILE}` and the same --setting flags"
+        );
+        while sim.outbox().open_rows() > 0 && sim.ticks() < BRIEF_SIM_TICKS_MAX {
+            match sim.step() {
+                Ok(step) if !step.crashed => {
+                    if let Err(message) = step.result {
+                        return Err(format!(
+                            "tick {} failed: {message} (seed {seed}; {rerun})",
+                            step.tick
+                        ));
+                    }
+                }
+                Ok(_) => {}
+                Err(violation) => return Err(format!("{violation} (seed {seed}; {rerun})")),
+            }
+        }
         let outcome = sim.run();
         if let Stop::Violation(violation) = &outcome.stop {
             return Err(format!(
