@@ -30,17 +30,7 @@ pub struct CheckArgs {
 
 pub fn check(args: &CheckArgs) -> anyhow::Result<ExitCode> {
     super::init_logging("error");
-    let mut settings = match &args.config {
-        Some(path) => Config::load(path)?.policy,
-        None => Vec::new(),
-    };
-    for item in &args.settings {
-        let Some((key, value)) = item.split_once('=') else {
-            bail!("--setting {item:?}: give KEY=VALUE, as in --setting max_attempts=5");
-        };
-        settings.retain(|(k, _)| k != key);
-        settings.push((key.to_string(), value.to_string()));
-    }
+    let settings = candidate_settings(args.config.as_deref(), &args.settings)?;
     let bytes = std::fs::read(&args.file)
         .with_context(|| format!("reading policy file {}", args.file.display()))?;
     let count = settings.len();
@@ -72,6 +62,26 @@ pub fn check(args: &CheckArgs) -> anyhow::Result<ExitCode> {
     }
     println!("check    ok");
     Ok(ExitCode::SUCCESS)
+}
+
+/// The settings a candidate is checked or tested with: the config's
+/// `[policy]` (none without a config), each `--setting KEY=VALUE` on top.
+pub fn candidate_settings(
+    config: Option<&std::path::Path>,
+    overrides: &[String],
+) -> anyhow::Result<Vec<(String, String)>> {
+    let mut settings = match config {
+        Some(path) => Config::load(path)?.policy,
+        None => Vec::new(),
+    };
+    for item in overrides {
+        let Some((key, value)) = item.split_once('=') else {
+            bail!("--setting {item:?}: give KEY=VALUE, as in --setting max_attempts=5");
+        };
+        settings.retain(|(k, _)| k != key);
+        settings.push((key.to_string(), value.to_string()));
+    }
+    Ok(settings)
 }
 
 /// Replays every trace in `dir`, printing a line each; false when one

@@ -7,7 +7,6 @@
 //! failure.
 
 use crate::behaviour::{self, Figures, Plan};
-use crate::config::Config;
 use crate::engine::PolicyEngine;
 use anyhow::{Context as _, bail};
 use clap::Args;
@@ -35,17 +34,7 @@ pub struct TestArgs {
 
 pub fn test(args: &TestArgs) -> anyhow::Result<ExitCode> {
     super::init_logging("error");
-    let mut settings = match &args.config {
-        Some(path) => Config::load(path)?.policy,
-        None => Vec::new(),
-    };
-    for item in &args.settings {
-        let Some((key, value)) = item.split_once('=') else {
-            bail!("--setting {item:?}: give KEY=VALUE, as in --setting max_attempts=5");
-        };
-        settings.retain(|(k, _)| k != key);
-        settings.push((key.to_string(), value.to_string()));
-    }
+    let settings = super::policy_check::candidate_settings(args.config.as_deref(), &args.settings)?;
     if args.seeds == 0 || args.rows == 0 {
         bail!("--seeds and --rows: give at least 1 of each");
     }

@@ -180,7 +180,7 @@ impl SimOutbox {
     pub fn get(&self, rowid: i64) -> Option<StoredRow> {
         self.query_one(
             &format!("SELECT {COLUMNS} FROM outbox WHERE rowid = ?1"),
-            rowid,
+            [rowid],
         )
     }
 
@@ -210,10 +210,10 @@ impl SimOutbox {
     pub fn oldest_pending(&self) -> Option<StoredRow> {
         self.query_one(
             &format!(
-                "SELECT {COLUMNS} FROM outbox WHERE status = 'pending' AND ?1 = ?1
+                "SELECT {COLUMNS} FROM outbox WHERE status = 'pending'
                  ORDER BY typeof(enqueued_at) IN ('integer', 'real'), enqueued_at, rowid LIMIT 1"
             ),
-            0,
+            [],
         )
     }
 
@@ -221,10 +221,10 @@ impl SimOutbox {
     pub fn earliest_lease(&self) -> Option<StoredRow> {
         self.query_one(
             &format!(
-                "SELECT {COLUMNS} FROM outbox WHERE status = 'inflight' AND ?1 = ?1
+                "SELECT {COLUMNS} FROM outbox WHERE status = 'inflight'
                  ORDER BY next_attempt_at, rowid LIMIT 1"
             ),
-            0,
+            [],
         )
     }
 
@@ -266,9 +266,9 @@ impl SimOutbox {
             .map_or(0, |n| usize::try_from(n).unwrap_or(0))
     }
 
-    fn query_one(&self, sql: &str, arg: i64) -> Option<StoredRow> {
+    fn query_one(&self, sql: &str, params: impl rusqlite::Params) -> Option<StoredRow> {
         let mut stmt = self.read.prepare_cached(sql).ok()?;
-        stmt.query_row([arg], read_row).ok()
+        stmt.query_row(params, read_row).ok()
     }
 }
 
