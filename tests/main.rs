@@ -27,3 +27,4 @@ mod sim;
 mod sim_outage;
 mod swap;
 mod walkthroughs;
+mod wasi;

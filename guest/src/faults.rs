@@ -38,6 +38,12 @@ pub enum Fault {
     ForeignRowid,
     /// Sends the first row of every batch twice.
     DoubleSend,
+    /// Behaves as the default policy, and at every tick prints to stdout and
+    /// stderr and reads the time through std (WASI's clock): all of it must
+    /// work and replay.
+    Print,
+    /// Sleeps at the start of every tick: waiting on a clock traps.
+    Sleep,
 }
 
 /// The rowid `ForeignRowid` uses for a row it claimed: never one it claimed.
@@ -59,6 +65,8 @@ impl Fault {
             "tamper_ciphertext" => Fault::TamperCiphertext,
             "foreign_rowid" => Fault::ForeignRowid,
             "double_send" => Fault::DoubleSend,
+            "print" => Fault::Print,
+            "sleep" => Fault::Sleep,
             other => return Err(format!("unknown fault {other:?}")),
         })
     }
@@ -66,6 +74,14 @@ impl Fault {
     /// Faults that strike before the tick does anything.
     pub fn strike_early(self) {
         match self {
+            Fault::Print => {
+                let since_epoch = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap_or_default();
+                println!("tick; std's clock reads {} ms", since_epoch.as_millis());
+                eprintln!("a line on stderr");
+            }
+            Fault::Sleep => std::thread::sleep(std::time::Duration::from_millis(5)),
             Fault::Trap => panic!("fault: trap"),
             Fault::Loop => {
                 let mut n: u64 = 0;

@@ -147,7 +147,7 @@ pub struct BriefSim {
 /// invariant broken first, the seed and the tick, and how to see it again;
 /// or the first tick that trapped or failed (other than by a simulated
 /// crash): a policy that cannot finish a tick here would be rolled back
-/// live (a `println!` traps: a policy has no stdout).
+/// live (sleeping on a clock traps, for one).
 pub fn simulate_briefly(engine: &PolicyEngine) -> Result<BriefSim, String> {
     let profile = Profile::named(BRIEF_SIM_PROFILE).map_err(|e| e.to_string())?;
     let mut brief = BriefSim {

@@ -17,9 +17,9 @@ use sluice_contract::{PACKAGE, VERSION};
 const PROVIDED: [&str; 4] = ["types", "store", "links", "env"];
 /// The interface of [`CONTRACT`] a policy must export.
 const REQUIRED: &str = "policy";
-/// Imports of this namespace are linked to trap when called: a policy built
-/// with a standard library imports WASI (stdout, environment, exit) even
-/// when it never calls it.
+/// Imports of this namespace are linked to the closed WASI (`wasi.rs`): a
+/// policy built with a standard library imports WASI (stdout, environment,
+/// exit) even when it never calls it.
 const TRAPPED_NAMESPACE: &str = "wasi:";
 
 /// Names that do not fit, and the contract versions the component names.

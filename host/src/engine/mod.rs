@@ -6,9 +6,9 @@
 //! with the expected shapes (the linker), and accept the configured
 //! settings. Every policy runs on one process-wide wasmtime engine
 //! (`compile`). [`PolicyRunner`] holds one instance and a
-//! [`World`] and calls `tick`. The guest gets nothing but our imports: no
-//! WASI is linked, and the WASI imports a standard library brings trap when
-//! called. Each tick runs
+//! [`World`] and calls `tick`. The guest gets our imports and a closed WASI
+//! (`wasi`): no files, sockets or environment, output to the log, clocks
+//! and randomness through the world, so ticks replay. Each tick runs
 //! under a memory cap and a guest-time budget; a tick that traps is
 //! abandoned (its rows come back through their lease) and the next tick gets
 //! a fresh instance.
@@ -21,6 +21,7 @@ mod imports;
 mod limits;
 mod probe;
 mod rebind;
+mod wasi;
 
 pub use bindings::PolicyInfo;
 pub use cache::{CACHE_DIR_ENV, CacheStatus, PolicyCache, WASMTIME_VERSION};
@@ -237,19 +238,7 @@ impl PolicyEngine {
         &self,
         world: W,
     ) -> Result<PolicyRunner<W>, LoadError> {
-        let contract = |e: wasmtime::Error| LoadError::Contract {
-            source_name: self.meta.source.clone(),
-            cause: root_cause(&e),
-        };
-        let mut linker: Linker<GuestState<W>> = Linker::new(&self.engine);
-        DrainPolicy::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s).map_err(contract)?;
-        // Anything else the component imports (WASI included) traps if called:
-        // the policy sees the world only through our imports.
-        linker
-            .define_unknown_imports_as_traps(&self.component)
-            .map_err(contract)?;
-        let pre = linker.instantiate_pre(&self.component).map_err(contract)?;
-        let pre = DrainPolicyPre::new(pre).map_err(contract)?;
+        let pre = self.instance_pre()?;
         let mut runner = PolicyRunner {
             pre,
             engine: self.engine.clone(),
@@ -267,6 +256,26 @@ impl PolicyEngine {
     }
 }
 
+impl PolicyEngine {
+    /// The component linked to our imports and the closed WASI, ready to
+    /// instantiate over any world.
+    fn instance_pre<W: World + Send + 'static>(
+        &self,
+    ) -> Result<DrainPolicyPre<GuestState<W>>, LoadError> {
+        let contract = |e: wasmtime::Error| LoadError::Contract {
+            source_name: self.meta.source.clone(),
+            cause: root_cause(&e),
+        };
+        let mut linker: Linker<GuestState<W>> = Linker::new(&self.engine);
+        DrainPolicy::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s).map_err(contract)?;
+        wasi::add_to_linker(&mut linker).map_err(contract)?;
+        // Nothing else is linked: a component that imports more (a WASI
+        // interface that is not 0.2's, say) is refused here, by name.
+        let pre = linker.instantiate_pre(&self.component).map_err(contract)?;
+        DrainPolicyPre::new(pre).map_err(contract)
+    }
+}
+
 /// What a guest instance keeps in its Store.
 pub struct GuestState<W> {
     world: W,
@@ -274,6 +283,10 @@ pub struct GuestState<W> {
     tick_started: Instant,
     /// Time spent in imports during this tick: not charged to the guest.
     import_time: Duration,
+    /// True while `tick` runs: WASI's clocks and randomness then go to the
+    /// world (and into a trace); outside a tick they answer 0.
+    in_tick: bool,
+    wasi: wasi::ClosedWasi,
 }
 
 /// One instance of a policy with its world.
@@ -308,7 +321,10 @@ impl<W: World + Send + 'static> PolicyRunner<W> {
         store.data_mut().tick_started = Instant::now();
         store.data_mut().import_time = Duration::ZERO;
         store.set_epoch_deadline(1);
-        match instance.sluice_drain_policy().call_tick(&mut *store, now) {
+        store.data_mut().in_tick = true;
+        let result = instance.sluice_drain_policy().call_tick(&mut *store, now);
+        store.data_mut().in_tick = false;
+        match result {
             Ok(Ok(r)) => Ok(sluice_policy::TickReport {
                 claimed: r.claimed,
                 done: r.done,
@@ -360,6 +376,8 @@ impl<W: World + Send + 'static> PolicyRunner<W> {
             limits: limits::store_limits(),
             tick_started: Instant::now(),
             import_time: Duration::ZERO,
+            in_tick: false,
+            wasi: wasi::ClosedWasi::new(&self.source),
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limits);
@@ -424,6 +442,7 @@ fn describe_trap(error: &wasmtime::Error) -> String {
         }
         Some(trap) => {
             let cause = root_cause(error);
+
             let trap = trap.to_string();
             // The trap is often the innermost cause already.
             if cause.ends_with(&trap) {
