@@ -15,6 +15,7 @@ use sluice::cli::policy_check::{CheckArgs, check};
 use sluice::engine::{
     CONTRACT, CacheStatus, DEFAULT_POLICY_WASM, LoadError, PolicyCache, PolicyEngine,
 };
+use sluice::policy_settings::PolicySettings;
 use sluice::validate::{BRIEF_SIM_ROWS, BRIEF_SIM_SEEDS, simulate_briefly, validate};
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
@@ -304,12 +305,12 @@ fn validate_replays_a_folder_of_traces() {
     let faulty = std::fs::read(FAULTY).unwrap();
     let path = Path::new(FAULTY);
     // The faulty build with no fault on replays every golden trace.
-    let engine = validate(path, &faulty, vec![], Some(&golden())).unwrap();
+    let engine = validate(path, &faulty, &PolicySettings::default(), Some(&golden())).unwrap();
     assert_eq!(engine.meta().source, path.display().to_string());
 
     let tmp = tempfile::tempdir().unwrap();
     golden_with_fault(tmp.path(), "never_dead");
-    let error = validate(path, &faulty, vec![], Some(tmp.path()))
+    let error = validate(path, &faulty, &PolicySettings::default(), Some(tmp.path()))
         .err()
         .unwrap();
     assert!(
@@ -318,15 +319,25 @@ fn validate_replays_a_folder_of_traces() {
     );
 
     let empty = tempfile::tempdir().unwrap();
-    let error = validate(path, &faulty, vec![], Some(empty.path()))
-        .err()
-        .unwrap();
+    let error = validate(
+        path,
+        &faulty,
+        &PolicySettings::default(),
+        Some(empty.path()),
+    )
+    .err()
+    .unwrap();
     assert!(error.contains("no *.trace files"), "{error}");
 
     let old = component(WIT_0_1_0, "drain-policy");
-    let error = validate(Path::new("old.wasm"), &old, vec![], Some(&golden()))
-        .err()
-        .unwrap();
+    let error = validate(
+        Path::new("old.wasm"),
+        &old,
+        &PolicySettings::default(),
+        Some(&golden()),
+    )
+    .err()
+    .unwrap();
     assert!(error.contains("sluice:drain@0.1.0"), "{error}");
 }
 

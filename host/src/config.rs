@@ -23,11 +23,14 @@
 //! [drain]
 //! poll_interval_ms = 500
 //! batches_in_flight = 2
-//! [policy]                      # passed to the policy's configure()
+//! [policy]                      # the default's configure() (and Sluice's own policies')
 //! batch_rows = 256
+//! [policy.my-policy]            # the configure() of the policy whose info() names it
+//! max_attempts = 5
 //! ```
 //! Unknown keys and bad values are errors that name the key.
 
+use crate::policy_settings::PolicySettings;
 use serde::Deserialize;
 use sha2::{Digest as _, Sha256};
 use sluice_links::{MemberKey, MeshConfig, SessionLinkConfig, read_ca_file};
@@ -115,8 +118,9 @@ pub struct Config {
     /// Ticks running at once, each with its own policy instance and SQLite
     /// connection: while one awaits its acks the next claims and settles.
     pub batches_in_flight: usize,
-    /// `[policy]` as key/value text, for `configure()`.
-    pub policy: Vec<(String, String)>,
+    /// `[policy]` and `[policy.<name>]` as key/value text, for
+    /// `configure()` (`crate::policy_settings`).
+    pub policy: PolicySettings,
     /// Traps (or runs out of time or memory) in a row after which a policy
     /// is rolled back to the last good one.
     pub rollback_after_traps: u32,
@@ -223,21 +227,25 @@ impl Config {
                 "drain.rollback_after_traps = {rollback_after_traps} is out of range: give 1 to {ROLLBACK_AFTER_MAX}"
             )));
         }
-        let mut policy = Vec::new();
+        let mut policy = PolicySettings::default();
         for (key, value) in raw.policy {
-            let text = match value {
-                toml::Value::Integer(n) => n.to_string(),
-                toml::Value::String(s) => s,
-                toml::Value::Boolean(b) => b.to_string(),
-                toml::Value::Float(f) => f.to_string(),
-                other => {
-                    return Err(invalid(format!(
-                        "policy.{key}: a {} cannot be a setting; give a number or a string",
-                        other.type_str()
-                    )));
+            match value {
+                toml::Value::Table(table) => {
+                    let mut pairs = Vec::new();
+                    for (inner, value) in table {
+                        pairs.push((
+                            inner.clone(),
+                            setting_text(&format!("policy.{key}.{inner}"), value)
+                                .map_err(&invalid)?,
+                        ));
+                    }
+                    policy.tables.insert(key, pairs);
                 }
-            };
-            policy.push((key, text));
+                value => {
+                    let text = setting_text(&format!("policy.{key}"), value).map_err(&invalid)?;
+                    policy.shared.push((key, text));
+                }
+            }
         }
         Ok(Config {
             path: path.to_path_buf(),
@@ -253,6 +261,20 @@ impl Config {
             verify: None,
             unguarded: false,
         })
+    }
+}
+
+/// A setting's value as the text `configure()` gets.
+fn setting_text(name: &str, value: toml::Value) -> Result<String, String> {
+    match value {
+        toml::Value::Integer(n) => Ok(n.to_string()),
+        toml::Value::String(s) => Ok(s),
+        toml::Value::Boolean(b) => Ok(b.to_string()),
+        toml::Value::Float(f) => Ok(f.to_string()),
+        other => Err(format!(
+            "{name}: a {} cannot be a setting; give a number or a string",
+            other.type_str()
+        )),
     }
 }
 

@@ -158,8 +158,10 @@ impl Daemon {
                 Some((_, engine)) => Runner::Component(Box::new(engine.runner(world)?)),
                 None => Runner::Native {
                     world: Box::new(world),
-                    settings: Settings::from_pairs(&config.policy)
-                        .map_err(|e| anyhow::anyhow!(e.0))?,
+                    settings: Settings::from_pairs(
+                        &config.policy.for_policy(sluice_policy::POLICY_NAME),
+                    )
+                    .map_err(|e| anyhow::anyhow!(e.0))?,
                     claim: sluice_policy::ClaimSize::default(),
                 },
             };
@@ -433,7 +435,7 @@ fn swap_sources(
             let started = PolicyWatcher::start(path, move |bytes| match crate::validate::validate(
                 &shown,
                 &bytes,
-                settings.clone(),
+                &settings,
                 verify.as_deref(),
             ) {
                 Ok(engine) => {
@@ -459,9 +461,8 @@ fn swap_sources(
         Arc::new(move |request: LoadRequest| {
             let bytes = std::fs::read(&request.load)
                 .map_err(|e| format!("cannot read policy file {}: {e}", request.load.display()))?;
-            let mut with = settings.clone();
-            with.extend(request.settings);
-            match crate::validate::validate(&request.load, &bytes, with, verify.as_deref()) {
+            let with = settings.with_extra(&request.settings);
+            match crate::validate::validate(&request.load, &bytes, &with, verify.as_deref()) {
                 Ok(engine) => {
                     let meta = slot.install(engine, "load command");
                     signals.send(Signal::Wake);
@@ -531,7 +532,9 @@ fn trace_writer(
 ) -> anyhow::Result<Option<TraceWriter>> {
     let Some(path) = record else { return Ok(None) };
     let id = PolicyId::from(meta);
-    let writer = TraceWriter::create(path, &Header::new(id, config.policy.clone()))
+    // The settings the policy was configured with: its own table's.
+    let settings = config.policy.for_policy(&meta.name);
+    let writer = TraceWriter::create(path, &Header::new(id, settings))
         .with_context(|| format!("creating trace file {}", path.display()))?;
     Ok(Some(writer))
 }
@@ -540,13 +543,15 @@ fn load_policy(
     policy: &PolicyChoice,
     config: &Config,
 ) -> anyhow::Result<(PolicyMeta, Option<PolicyEngine>)> {
-    let settings = config.policy.clone();
+    let settings = &config.policy;
     let engine = match policy {
-        PolicyChoice::Embedded => PolicyEngine::load_default(settings)?,
+        PolicyChoice::Embedded => {
+            PolicyEngine::load_default(settings.for_policy(sluice_policy::POLICY_NAME))?
+        }
         PolicyChoice::File(path) => {
             let bytes = std::fs::read(path)
                 .with_context(|| format!("reading policy file {}", path.display()))?;
-            PolicyEngine::load(&path.display().to_string(), &bytes, settings)?
+            PolicyEngine::load_for(&path.display().to_string(), &bytes, settings)?
         }
         PolicyChoice::Native => return Ok((PolicyMeta::native(), None)),
     };

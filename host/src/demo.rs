@@ -80,7 +80,7 @@ pub fn run(normal: u32, record: Option<&std::path::Path>) -> anyhow::Result<Demo
         unguarded: false,
         poll_interval: Duration::from_millis(100),
         batches_in_flight: 2,
-        policy: Vec::new(),
+        policy: crate::policy_settings::PolicySettings::default(),
     };
     let mut daemon = Daemon::start(&config, &PolicyChoice::Embedded, true, record)?;
     let progress = progress_bar(total);

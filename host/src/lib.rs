@@ -35,6 +35,7 @@ pub mod engine;
 pub mod guard;
 pub mod linkstatus;
 pub mod metrics;
+pub mod policy_settings;
 pub mod replay;
 pub mod runner;
 pub mod sim;

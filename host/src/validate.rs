@@ -10,6 +10,7 @@
 //! swap), or printing (`cli::policy_check`).
 
 use crate::engine::PolicyEngine;
+use crate::policy_settings::PolicySettings;
 use crate::replay::{ReplaySummary, replay};
 use crate::sim::{Profile, Sim, SimConfig, SimPolicy, Stop, TraceSink};
 use crate::trace::Trace;
@@ -27,16 +28,17 @@ pub struct TraceCheck {
     pub outcome: Result<ReplaySummary, String>,
 }
 
-/// Loads the policy in `bytes` (read from `path`) with `settings`, and with
+/// Loads the policy in `bytes` (read from `path`) with the settings its name
+/// picks out of `settings`, and with
 /// `verify` replays every `*.trace` there against it. Err is the message to
 /// show: what does not fit, or which traces diverged and where.
 pub fn validate(
     path: &Path,
     bytes: &[u8],
-    settings: Vec<(String, String)>,
+    settings: &PolicySettings,
     verify: Option<&Path>,
 ) -> Result<PolicyEngine, String> {
-    let engine = PolicyEngine::load(&path.display().to_string(), bytes, settings)
+    let engine = PolicyEngine::load_for(&path.display().to_string(), bytes, settings)
         .map_err(|e| e.to_string())?;
     let Some(dir) = verify else {
         return Ok(engine);

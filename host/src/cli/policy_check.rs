@@ -6,6 +6,7 @@
 
 use crate::config::Config;
 use crate::engine::{CONTRACT, CacheStatus, PolicyEngine};
+use crate::policy_settings::PolicySettings;
 use crate::validate::{BRIEF_SIM_PROFILE, simulate_briefly, verify_traces};
 use anyhow::{Context as _, bail};
 use clap::Args;
@@ -33,16 +34,15 @@ pub fn check(args: &CheckArgs) -> anyhow::Result<ExitCode> {
     let settings = candidate_settings(args.config.as_deref(), &args.settings)?;
     let bytes = std::fs::read(&args.file)
         .with_context(|| format!("reading policy file {}", args.file.display()))?;
-    let count = settings.len();
     // The same load, and so the same messages, as a drainer's.
-    let engine = match crate::validate::validate(&args.file, &bytes, settings, None) {
+    let engine = match crate::validate::validate(&args.file, &bytes, &settings, None) {
         Ok(engine) => engine,
         Err(message) => {
             println!("refused  {message}");
             return Ok(ExitCode::from(1));
         }
     };
-    print_policy(&engine, count);
+    print_policy(&engine, &settings);
     // The recorded traces first (as a drainer's --verify), then the short
     // simulation under the guard, which a drainer does not run.
     if let Some(dir) = &args.verify
@@ -65,23 +65,24 @@ pub fn check(args: &CheckArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// The settings a candidate is checked or tested with: the config's
-/// `[policy]` (none without a config), each `--setting KEY=VALUE` on top.
+/// table for it (`[policy.<name>]`; none without a config), each
+/// `--setting KEY=VALUE` on top.
 pub fn candidate_settings(
     config: Option<&std::path::Path>,
     overrides: &[String],
-) -> anyhow::Result<Vec<(String, String)>> {
-    let mut settings = match config {
+) -> anyhow::Result<PolicySettings> {
+    let settings = match config {
         Some(path) => Config::load(path)?.policy,
-        None => Vec::new(),
+        None => PolicySettings::default(),
     };
+    let mut extra = Vec::new();
     for item in overrides {
         let Some((key, value)) = item.split_once('=') else {
             bail!("--setting {item:?}: give KEY=VALUE, as in --setting max_attempts=5");
         };
-        settings.retain(|(k, _)| k != key);
-        settings.push((key.to_string(), value.to_string()));
+        extra.push((key.to_string(), value.to_string()));
     }
-    Ok(settings)
+    Ok(settings.with_extra(&extra))
 }
 
 /// Replays every trace in `dir`, printing a line each; false when one
@@ -126,7 +127,7 @@ fn replays_every_trace(engine: &PolicyEngine, dir: &std::path::Path) -> bool {
     }
 }
 
-fn print_policy(engine: &PolicyEngine, settings: usize) {
+fn print_policy(engine: &PolicyEngine, settings: &PolicySettings) {
     let meta = engine.meta();
     println!(
         "policy   {} {} from {}",
@@ -142,6 +143,8 @@ fn print_policy(engine: &PolicyEngine, settings: usize) {
         CacheStatus::Off(why) => println!("         compiled now (cache off: {why})"),
     }
     println!(
-        "contract {CONTRACT}: fits; info() and configure() with {settings} settings succeeded"
+        "contract {CONTRACT}: fits; info() and configure() with {} settings ({}) succeeded",
+        engine.settings().len(),
+        settings.source_for(&meta.name)
     );
 }

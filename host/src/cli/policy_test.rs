@@ -40,7 +40,7 @@ pub fn test(args: &TestArgs) -> anyhow::Result<ExitCode> {
     }
     let bytes = std::fs::read(&args.file)
         .with_context(|| format!("reading policy file {}", args.file.display()))?;
-    let candidate = match crate::validate::validate(&args.file, &bytes, settings, None) {
+    let candidate = match crate::validate::validate(&args.file, &bytes, &settings, None) {
         Ok(engine) => engine,
         Err(message) => {
             println!("refused  {message}");

@@ -28,6 +28,7 @@ pub use cache::{CACHE_DIR_ENV, CacheStatus, PolicyCache, WASMTIME_VERSION};
 pub use contract::CONTRACT;
 pub use limits::{GUEST_MEMORY_BYTES_MAX, TICK_GUEST_TIME_MAX};
 
+use crate::policy_settings::PolicySettings;
 use bindings::{DrainPolicy, DrainPolicyPre};
 use probe::ProbeWorld;
 use sha2::{Digest, Sha256};
@@ -171,6 +172,28 @@ impl PolicyEngine {
         settings: Vec<(String, String)>,
         cache: &PolicyCache,
     ) -> Result<PolicyEngine, LoadError> {
+        let mut engine = PolicyEngine::compiled(source, bytes, cache)?;
+        engine.settings = Arc::new(settings);
+        engine.probed(None)
+    }
+
+    /// [`PolicyEngine::load`] with the settings the policy's own name picks
+    /// out of `settings` (`[policy.<name>]`, see `crate::policy_settings`).
+    pub fn load_for(
+        source: &str,
+        bytes: &[u8],
+        settings: &PolicySettings,
+    ) -> Result<PolicyEngine, LoadError> {
+        PolicyEngine::compiled(source, bytes, &PolicyCache::FromEnv)?.probed(Some(settings))
+    }
+
+    /// Compiled (or read from the cache) and checked against the contract by
+    /// name; not yet instantiated.
+    fn compiled(
+        source: &str,
+        bytes: &[u8],
+        cache: &PolicyCache,
+    ) -> Result<PolicyEngine, LoadError> {
         let source_name = source.to_string();
         let engine = compile::shared_engine().map_err(|cause| LoadError::Start {
             source_name: source_name.clone(),
@@ -183,7 +206,7 @@ impl PolicyEngine {
             built_against: m.built_against,
             problems: m.problems,
         })?;
-        let loaded = PolicyEngine {
+        Ok(PolicyEngine {
             engine: engine.clone(),
             component,
             meta: PolicyMeta {
@@ -192,10 +215,9 @@ impl PolicyEngine {
                 version: String::new(),
                 sha256,
             },
-            settings: Arc::new(settings),
+            settings: Arc::new(Vec::new()),
             cache,
-        };
-        loaded.probed()
+        })
     }
 
     /// The same policy with other settings: checked by `configure(settings)`,
@@ -208,15 +230,18 @@ impl PolicyEngine {
             settings: Arc::new(settings),
             cache: self.cache.clone(),
         }
-        .probed()
+        .probed(None)
     }
 
-    /// Instantiates the policy and calls `info()` and `configure(settings)`;
-    /// fills in the name and version `info()` gives.
-    fn probed(mut self) -> Result<PolicyEngine, LoadError> {
-        let info = self.runner(ProbeWorld)?.info;
-        self.meta.name = info.name;
-        self.meta.version = info.version;
+    /// Instantiates the policy and calls `info()` and `configure()`;
+    /// fills in the name and version `info()` gives. With `by_name`, the
+    /// settings are the ones that name picks out of it, and stay this
+    /// engine's.
+    fn probed(mut self, by_name: Option<&PolicySettings>) -> Result<PolicyEngine, LoadError> {
+        let runner = self.runner_choosing(ProbeWorld, by_name.map(|s| Arc::new(s.clone())))?;
+        self.settings = runner.settings.clone();
+        self.meta.name = runner.info.name.clone();
+        self.meta.version = runner.info.version.clone();
         Ok(self)
     }
 
@@ -238,6 +263,14 @@ impl PolicyEngine {
         &self,
         world: W,
     ) -> Result<PolicyRunner<W>, LoadError> {
+        self.runner_choosing(world, None)
+    }
+
+    fn runner_choosing<W: World + Send + 'static>(
+        &self,
+        world: W,
+        by_name: Option<Arc<PolicySettings>>,
+    ) -> Result<PolicyRunner<W>, LoadError> {
         let pre = self.instance_pre()?;
         let mut runner = PolicyRunner {
             pre,
@@ -250,6 +283,8 @@ impl PolicyEngine {
             },
             slot: None,
             spare: Some(world),
+            by_name,
+            settings_from: None,
         };
         runner.instantiate()?;
         Ok(runner)
@@ -300,6 +335,10 @@ pub struct PolicyRunner<W: World + Send + 'static> {
     slot: Option<(Store<GuestState<W>>, DrainPolicy)>,
     /// The world while no instance holds it.
     spare: Option<W>,
+    /// While loading: pick `settings` by the name `info()` gives.
+    by_name: Option<Arc<PolicySettings>>,
+    /// Where the settings came from, when `by_name` picked them.
+    settings_from: Option<String>,
 }
 
 impl<W: World + Send + 'static> PolicyRunner<W> {
@@ -404,6 +443,10 @@ impl<W: World + Send + 'static> PolicyRunner<W> {
         };
         let started = (|| {
             let info = instance.sluice_drain_policy().call_info(&mut store)?;
+            if let Some(choice) = self.by_name.take() {
+                self.settings = Arc::new(choice.for_policy(&info.name));
+                self.settings_from = Some(choice.source_for(&info.name));
+            }
             let configured = instance
                 .sluice_drain_policy()
                 .call_configure(&mut store, &self.settings)?;
@@ -415,8 +458,12 @@ impl<W: World + Send + 'static> PolicyRunner<W> {
                 self.slot = Some((store, instance));
                 Ok(())
             }
-            Ok((_, _, Err(message))) => {
+            Ok((_, info, Err(message))) => {
                 self.spare = Some(store.into_data().world);
+                let message = match &self.settings_from {
+                    Some(from) => format!("{message} (policy {}, settings from {from})", info.name),
+                    None => message,
+                };
                 Err(LoadError::Settings {
                     source_name: self.source.clone(),
                     message,

@@ -29,6 +29,8 @@ impl<W: World + Send + 'static> PolicyRunner<W> {
             },
             slot: None,
             spare: Some(world),
+            by_name: None,
+            settings_from: None,
         };
         match next.instantiate() {
             Ok(()) => {
