@@ -158,7 +158,10 @@ impl Sim {
             &pop.meshes,
             &pop.sessions,
         );
-        let checker = Checker::new(settings.clone(), &pop.rows);
+        let checker = Checker::new(
+            checked_bounds(&settings, policy.settings(), &policy.policy_id().name),
+            &pop.rows,
+        );
         let shared: Shared = Arc::new(Mutex::new(SimShared::new(
             broker,
             config.profile.clone(),
@@ -356,6 +359,28 @@ impl Sim {
             virtual_ms: shared.clock_ms() - population::EPOCH_START_MS,
         }
     }
+}
+
+/// The bounds the invariants hold a policy to. Sluice's own policies are
+/// held to the default's constants, as configured. Another policy is held
+/// to those it was given by the default's names (`max_attempts`,
+/// `backoff_cap_ms`, `row_ttl_ms`); of the rest, its attempts are not
+/// bounded and its backoff is bounded by the row's time to live (a retry
+/// further out than that is never tried), since its own constants are its
+/// author's.
+fn checked_bounds(settings: &Settings, given: &[(String, String)], name: &str) -> Settings {
+    let mut bounds = settings.clone();
+    if name.starts_with(crate::policy_settings::OWN_PREFIX) {
+        return bounds;
+    }
+    let has = |key: &str| given.iter().any(|(k, _)| k == key);
+    if !has("max_attempts") {
+        bounds.max_attempts = u32::MAX;
+    }
+    if !has("backoff_cap_ms") {
+        bounds.backoff_cap_ms = bounds.row_ttl_ms;
+    }
+    bounds
 }
 
 /// The policy's constants as the checks need them; keys the default policy
