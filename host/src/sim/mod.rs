@@ -393,3 +393,29 @@ fn bounds(settings: &[(String, String)]) -> Result<Settings, SimError> {
         .collect();
     Settings::from_pairs(&known).map_err(|e| SimError::Settings(e.0))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn given(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn sluices_own_are_held_to_the_defaults_constants_and_others_to_what_they_were_given() {
+        let settings = Settings::default();
+        let own = checked_bounds(&settings, &[], "sluice-outage-aware");
+        assert_eq!(own, settings);
+        let other = checked_bounds(&settings, &[], "my-policy");
+        assert_eq!(other.max_attempts, u32::MAX);
+        assert_eq!(other.backoff_cap_ms, settings.row_ttl_ms);
+        let pairs = given(&[("max_attempts", "5"), ("backoff_cap_ms", "9000")]);
+        let told = bounds(&pairs).unwrap();
+        let bounded = checked_bounds(&told, &pairs, "my-policy");
+        assert_eq!((bounded.max_attempts, bounded.backoff_cap_ms), (5, 9000));
+    }
+}
