@@ -368,3 +368,57 @@ impl Drop for KillOnDrop {
         }
     }
 }
+
+/// componentize-py, for the Python policies: `$COMPONENTIZE_PY` when set,
+/// else a venv of its own under the target directory, made with python3
+/// and PyPI the first time (as the template's `build.sh` does).
+pub fn componentize_py() -> PathBuf {
+    static READY: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    READY
+        .get_or_init(|| {
+            if let Some(given) = std::env::var_os("COMPONENTIZE_PY") {
+                return PathBuf::from(given);
+            }
+            let target = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target");
+            let venv = target.join("venv-componentize-py");
+            let bin = venv.join("bin/componentize-py");
+            if !bin.exists() {
+                let made = Command::new("python3")
+                    .args(["-m", "venv"])
+                    .arg(&venv)
+                    .status();
+                assert!(
+                    made.is_ok_and(|s| s.success()),
+                    "the Python policy tests need python3 with venv (Debian: apt install python3-venv), or COMPONENTIZE_PY naming a componentize-py"
+                );
+                let pip = Command::new(venv.join("bin/pip"))
+                    .args(["install", "--quiet", "componentize-py==0.25.1"])
+                    .status();
+                assert!(
+                    pip.is_ok_and(|s| s.success()),
+                    "installing componentize-py 0.25.1 from PyPI into {} failed; install it yourself and set COMPONENTIZE_PY",
+                    venv.display()
+                );
+            }
+            bin
+        })
+        .clone()
+}
+
+/// Builds the Python policy in `dir` (`app.py`, the contract in `wit`) into `out`.
+pub fn componentize(dir: &Path, wit: &Path, out: &Path) {
+    let built = Command::new(componentize_py())
+        .current_dir(dir)
+        .arg("-d")
+        .arg(wit)
+        .args(["-w", "drain-policy", "componentize", "app", "-o"])
+        .arg(out)
+        .output()
+        .unwrap();
+    assert!(
+        built.status.success(),
+        "componentize-py failed in {}: {}",
+        dir.display(),
+        String::from_utf8_lossy(&built.stderr)
+    );
+}

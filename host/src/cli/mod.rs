@@ -7,6 +7,7 @@ mod logging;
 mod outbox;
 mod policy;
 pub mod policy_check;
+mod policy_new;
 pub mod policy_test;
 mod replay;
 mod run;

@@ -1,6 +1,6 @@
-//! `sluice policy load|check|bundled`: change a running drainer's policy,
-//! check a candidate offline with the same validation, or write out the
-//! policies and traces the binary carries.
+//! `sluice policy load|check|test|new|bundled`: change a running drainer's
+//! policy, check or test a candidate offline, start a policy project, or
+//! write out the policies and traces the binary carries.
 
 use crate::config::Config;
 use crate::control::{self, LoadRequest};
@@ -26,6 +26,9 @@ enum PolicyCommand {
     /// simulations over several fault profiles under the host's guard and
     /// invariants, and what-if over the golden traces.
     Test(super::policy_test::TestArgs),
+    /// Make a policy project of its own in DIR (Rust or Python): the
+    /// contract's WIT, a minimal working policy, its tests and a README.
+    New(super::policy_new::NewArgs),
     /// Write the policy components and golden traces this binary carries
     /// into DIR: the default, the outage-aware policy, a faulty build to try
     /// rollback with, and DIR/golden for --verify.
@@ -55,6 +58,7 @@ pub fn policy(args: &PolicyArgs) -> anyhow::Result<ExitCode> {
         PolicyCommand::Load(load) => load_command(load),
         PolicyCommand::Check(check) => super::policy_check::check(check),
         PolicyCommand::Test(test) => super::policy_test::test(test),
+        PolicyCommand::New(new) => super::policy_new::new(new),
         PolicyCommand::Bundled(bundled) => bundled_command(bundled),
     }
 }
