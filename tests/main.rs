@@ -22,6 +22,8 @@ mod metrics;
 mod ops;
 mod outbox;
 mod policy_load;
+mod policy_new;
+mod python;
 mod replay;
 mod sim;
 mod sim_outage;

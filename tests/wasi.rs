@@ -16,25 +16,33 @@ fn clock_readings(log: &str) -> Vec<i64> {
 }
 
 #[test]
-#[ignore = "open: `sluice sim` logs below info by default, so the policy_stdout lines this test reads are not written; run the sim at info level"]
 fn a_policy_that_prints_and_reads_the_clock_is_logged_and_replays_exactly() {
     let dir = tempfile::tempdir().unwrap();
     let trace = dir.path().join("print.trace");
-    let out = sluice(&[
-        "sim",
-        "--seed",
-        "3",
-        "--rows",
-        "100",
-        "--loops",
-        "1",
-        "--policy",
-        FAULTY,
-        "--setting",
-        "fault=print",
-        "--trace",
-        path_str(&trace),
-    ]);
+    // The simulator logs errors only unless told; a policy's printing is
+    // info, so ask for it as an author would.
+    let child = std::process::Command::new(sluice_bin())
+        .env("RUST_LOG", "sluice::policy=info")
+        .args([
+            "sim",
+            "--seed",
+            "3",
+            "--rows",
+            "100",
+            "--loops",
+            "1",
+            "--policy",
+            FAULTY,
+            "--setting",
+            "fault=print",
+            "--trace",
+            path_str(&trace),
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let out = wait_output(child, std::time::Duration::from_secs(60));
     let log = stderr(&out);
     assert!(out.status.success(), "{}{log}", stdout(&out));
     assert!(

@@ -13,6 +13,9 @@
 //!    what stops it.
 //! 4. The guard's cost: the whole drain (default config) with the host's
 //!    guard and without it (`--unguarded`), interleaved on the same rows.
+//! 5. A policy in Python (`python`): the default's rules in Python against
+//!    the embedded default, the whole drain interleaved, and both loads,
+//!    cold and cached (`python.rs`).
 //!
 //! The rows are claudemesh's (200-byte payloads, 300-character
 //! ciphertexts) in a file with claudemesh's schema (`rows`). Each figure of
@@ -22,10 +25,13 @@
 //! Environment: `SLUICE_BENCH_ROWS` (100000), `SLUICE_BENCH_RUNS` (3),
 //! `SLUICE_BENCH_WAKES` (1000), `SLUICE_BENCH_BIG` (1000000; 0 leaves the
 //! largest backlog out), `SLUICE_BENCH_PARTS` (`limits,wake,scale,guard`),
-//! `SLUICE_BENCH_GUARD_RUNS` (7: pairs of runs for part 4).
+//! `SLUICE_BENCH_GUARD_RUNS` (7: pairs of runs for part 4),
+//! `SLUICE_BENCH_PYTHON_ROWS` (20000) and `COMPONENTIZE_PY` or
+//! `SLUICE_BENCH_PYTHON_POLICY` for part 5.
 
 mod cpu;
 mod limits;
+mod python;
 mod rows;
 mod wake;
 mod whole;
@@ -45,8 +51,8 @@ fn main() {
     let wakes = env_number("SLUICE_BENCH_WAKES", 1000);
     let big = env_number("SLUICE_BENCH_BIG", 1_000_000);
     let guard_runs = env_number("SLUICE_BENCH_GUARD_RUNS", 7).max(1);
-    let parts =
-        std::env::var("SLUICE_BENCH_PARTS").unwrap_or_else(|_| "limits,wake,scale,guard".into());
+    let parts = std::env::var("SLUICE_BENCH_PARTS")
+        .unwrap_or_else(|_| "limits,wake,scale,guard,python".into());
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
@@ -79,6 +85,15 @@ fn main() {
     }
     if parts.contains("guard") {
         guard_cost(dir.path(), &broker.url(), rows, guard_runs);
+    }
+    if parts.contains("python") {
+        match python::component(dir.path()) {
+            Ok(policy) => {
+                let rows = env_number("SLUICE_BENCH_PYTHON_ROWS", 20_000);
+                python::compare(dir.path(), &broker.url(), rows, guard_runs, &policy);
+            }
+            Err(why) => println!("\n5. a policy in Python: left out: {why}"),
+        }
     }
     runtime.block_on(broker.shutdown());
 }

@@ -85,6 +85,11 @@ pub fn config(outbox: &Path, broker_url: &str, shape: Shape) -> PathBuf {
 
 /// Drains `outbox` (a fresh copy) with `shape`.
 pub fn drain(outbox: &Path, broker_url: &str, shape: Shape) -> Run {
+    drain_with(outbox, broker_url, shape, None)
+}
+
+/// [`drain`] with the policy component in `policy` (`--policy`) when given.
+pub fn drain_with(outbox: &Path, broker_url: &str, shape: Shape, policy: Option<&Path>) -> Run {
     let config = config(outbox, broker_url, shape);
     let cpu_before = crate::cpu::children_seconds();
     let mut command = Command::new(env!("CARGO_BIN_EXE_sluice"));
@@ -99,6 +104,9 @@ pub fn drain(outbox: &Path, broker_url: &str, shape: Shape) -> Run {
     }
     if shape.unguarded {
         command.arg("--unguarded");
+    }
+    if let Some(policy) = policy {
+        command.arg("--policy").arg(policy);
     }
     let out = command.output().expect("run sluice");
     let stdout = String::from_utf8_lossy(&out.stdout);
