@@ -3,6 +3,14 @@
 //! docs/writing-a-policy.md (`walkthroughs.rs`).
 
 use crate::common::*;
+use std::path::Path;
+
+/// The first ```sh block of a README: what a user runs first.
+fn first_shell_block(readme: &Path) -> String {
+    let text = std::fs::read_to_string(readme).unwrap();
+    let block = text.split("```sh\n").nth(1).unwrap_or_default();
+    block.split("```").next().unwrap_or_default().to_string()
+}
 
 #[test]
 fn a_rust_project_holds_the_hosts_contract_and_names_itself_after_its_folder() {
@@ -24,14 +32,7 @@ fn a_rust_project_holds_the_hosts_contract_and_names_itself_after_its_folder() {
     assert!(cargo.contains("name = \"fast-lane\"") && cargo.contains("[workspace]"));
     let lib = std::fs::read_to_string(project.join("src/lib.rs")).unwrap();
     assert!(lib.contains("name: \"fast-lane\".into()") && !lib.contains("{{"));
-    let readme = std::fs::read_to_string(project.join("README.md")).unwrap();
-    let first_block = readme
-        .split("```sh\n")
-        .nth(1)
-        .unwrap()
-        .split("```")
-        .next()
-        .unwrap();
+    let first_block = first_shell_block(&project.join("README.md"));
     assert_eq!(
         first_block.trim(),
         "cargo build --release --target wasm32-wasip2"
@@ -49,14 +50,7 @@ fn a_python_project_builds_with_one_script() {
             .trim_end()
             .ends_with("sluice policy test policy.wasm")
     );
-    let readme = std::fs::read_to_string(project.join("README.md")).unwrap();
-    let first_block = readme
-        .split("```sh\n")
-        .nth(1)
-        .unwrap()
-        .split("```")
-        .next()
-        .unwrap();
+    let first_block = first_shell_block(&project.join("README.md"));
     assert_eq!(first_block.trim(), "./build.sh");
     use std::os::unix::fs::PermissionsExt as _;
     let mode = std::fs::metadata(project.join("build.sh"))
