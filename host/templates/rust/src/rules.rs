@@ -46,7 +46,9 @@ impl Settings {
                     .parse::<u32>()
                     .ok()
                     .filter(|n| *n > 0)
-                    .ok_or_else(|| format!("setting `{key}` = {value:?}: give a whole number above 0"))
+                    .ok_or_else(|| {
+                        format!("setting `{key}` = {value:?}: give a whole number above 0")
+                    })
             };
             match key.as_str() {
                 "batch_rows" => s.batch_rows = number()?.min(10_000),
@@ -56,7 +58,11 @@ impl Settings {
                 "lease_ms" => s.lease_ms = number()?.into(),
                 "ack_timeout_ms" => s.ack_timeout_ms = number()?.min(3_600_000),
                 "row_ttl_ms" => s.row_ttl_ms = number()?.into(),
-                _ => return Err(format!("unknown setting `{key}`: this policy knows batch_rows, max_attempts, backoff_base_ms, backoff_cap_ms, lease_ms, ack_timeout_ms, row_ttl_ms")),
+                _ => {
+                    return Err(format!(
+                        "unknown setting `{key}`: this policy knows batch_rows, max_attempts, backoff_base_ms, backoff_cap_ms, lease_ms, ack_timeout_ms, row_ttl_ms"
+                    ));
+                }
             }
         }
         if s.lease_ms <= i64::from(s.ack_timeout_ms) {
@@ -127,10 +133,16 @@ pub fn decide(
     let (target_spec, nonce, ciphertext) = match fields {
         [(_, Some(t)), (_, Some(n)), (_, Some(c))] => (t.into(), n.into(), c.into()),
         // A legacy row: a broadcast, with a fresh nonce.
-        [(_, None), (_, None), (_, None)] => ("*".into(), base64(&fresh_nonce()), base64(&row.payload)),
+        [(_, None), (_, None), (_, None)] => {
+            ("*".into(), base64(&fresh_nonce()), base64(&row.payload))
+        }
         // Never broadcast a half-routed direct message.
         _ => {
-            let missing: Vec<&str> = fields.iter().filter(|f| f.1.is_none()).map(|f| f.0).collect();
+            let missing: Vec<&str> = fields
+                .iter()
+                .filter(|f| f.1.is_none())
+                .map(|f| f.0)
+                .collect();
             return Decision::Dead(format!("malformed_row: missing {}", missing.join(", ")));
         }
     };
@@ -142,15 +154,20 @@ pub fn decide(
             _ => return Decision::Retry("session_ws_not_open".into()),
         },
     };
-    let priority = match row.priority.as_deref() {
-        Some(p @ ("now" | "low")) => p,
-        _ => "next",
-    };
+    let priority = row
+        .priority
+        .as_deref()
+        .filter(|p| matches!(*p, "now" | "low"))
+        .unwrap_or("next");
     Decision::Send(Dispatch {
         rowid: row.rowid,
         route,
         client_message_id: row.client_message_id.clone(),
-        request_fingerprint_hex: row.request_fingerprint.iter().map(|b| format!("{b:02x}")).collect(),
+        request_fingerprint_hex: row
+            .request_fingerprint
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect(),
         target_spec,
         priority: priority.into(),
         nonce,
@@ -174,9 +191,16 @@ pub fn rate_refused(result: &SendResult) -> bool {
 /// Broker refusals no retry can fix.
 fn permanent(text: &str) -> bool {
     let text = text.to_lowercase();
-    ["payload too large", "forbidden", "not found", "invalid", "schema", "signature"]
-        .iter()
-        .any(|p| text.contains(p))
+    [
+        "payload too large",
+        "forbidden",
+        "not found",
+        "invalid",
+        "schema",
+        "signature",
+    ]
+    .iter()
+    .any(|p| text.contains(p))
 }
 
 pub fn judge(row: &Row, result: &SendResult, now: i64, settings: &Settings) -> Verdict {
@@ -243,7 +267,10 @@ fn base64(bytes: &[u8]) -> String {
     const ABC: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
     for chunk in bytes.chunks(3) {
-        let n = chunk.iter().enumerate().fold(0u32, |n, (i, b)| n | u32::from(*b) << (16 - 8 * i));
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |n, (i, b)| n | u32::from(*b) << (16 - 8 * i));
         for i in 0..4 {
             if i <= chunk.len() {
                 out.push(ABC[(n >> (18 - 6 * i) & 63) as usize] as char);
@@ -287,27 +314,60 @@ mod tests {
 
     #[test]
     fn a_routed_row_is_sent_with_its_own_content() {
-        let Decision::Send(d) = decide_row(&row()) else { panic!("not sent") };
+        let Decision::Send(d) = decide_row(&row()) else {
+            panic!("not sent")
+        };
         assert_eq!(d.route, Route::Daemon("m".into()));
         assert_eq!(d.request_fingerprint_hex, "01ab");
-        assert_eq!((d.target_spec.as_str(), d.priority.as_str()), ("peer", "next"));
+        assert_eq!(
+            (d.target_spec.as_str(), d.priority.as_str()),
+            ("peer", "next")
+        );
     }
 
     #[test]
     fn a_legacy_row_is_broadcast_and_a_half_routed_one_is_dead() {
-        let legacy = Row { target_spec: Some(String::new()), nonce: None, ciphertext: None, ..row() };
-        let Decision::Send(d) = decide_row(&legacy) else { panic!("not sent") };
-        assert_eq!((d.target_spec.as_str(), d.ciphertext.as_str()), ("*", "aGVsbG8="));
-        let half = Row { nonce: None, ..row() };
-        assert_eq!(decide_row(&half), Decision::Dead("malformed_row: missing nonce".into()));
+        let legacy = Row {
+            target_spec: Some(String::new()),
+            nonce: None,
+            ciphertext: None,
+            ..row()
+        };
+        let Decision::Send(d) = decide_row(&legacy) else {
+            panic!("not sent")
+        };
+        assert_eq!(
+            (d.target_spec.as_str(), d.ciphertext.as_str()),
+            ("*", "aGVsbG8=")
+        );
+        let half = Row {
+            nonce: None,
+            ..row()
+        };
+        assert_eq!(
+            decide_row(&half),
+            Decision::Dead("malformed_row: missing nonce".into())
+        );
     }
 
     #[test]
     fn a_session_row_waits_for_its_session_and_an_unknown_mesh_is_dead() {
-        let session = Row { sender_session_pubkey: Some("ab".repeat(32)), ..row() };
-        assert_eq!(decide_row(&session), Decision::Retry("session_ws_not_open".into()));
-        let elsewhere = Row { mesh: Some("x".into()), ..row() };
-        assert_eq!(decide_row(&elsewhere), Decision::Dead("no_broker_for_mesh:x".into()));
+        let session = Row {
+            sender_session_pubkey: Some("ab".repeat(32)),
+            ..row()
+        };
+        assert_eq!(
+            decide_row(&session),
+            Decision::Retry("session_ws_not_open".into())
+        );
+        let elsewhere = Row {
+            mesh: Some("x".into()),
+            ..row()
+        };
+        assert_eq!(
+            decide_row(&elsewhere),
+            Decision::Dead("no_broker_for_mesh:x".into())
+        );
     }
 
     #[test]
@@ -316,18 +376,40 @@ mod tests {
         let refused = SendResult::Rejected("rate_limit: slow down".into());
         assert!(matches!(judge(&row(), &refused, NOW, &s), Verdict::Hold(_)));
         let timeout = SendResult::Failed("ack_timeout".into());
-        assert!(matches!(judge(&row(), &timeout, NOW, &s), Verdict::Retry(_)));
-        let last = Row { attempts: s.max_attempts, ..row() };
+        assert!(matches!(
+            judge(&row(), &timeout, NOW, &s),
+            Verdict::Retry(_)
+        ));
+        let last = Row {
+            attempts: s.max_attempts,
+            ..row()
+        };
         assert!(matches!(judge(&last, &timeout, NOW, &s), Verdict::Dead(_)));
         let forbidden = SendResult::Rejected("forbidden".into());
-        assert_eq!(judge(&row(), &forbidden, NOW, &s), Verdict::Dead("forbidden".into()));
+        assert_eq!(
+            judge(&row(), &forbidden, NOW, &s),
+            Verdict::Dead("forbidden".into())
+        );
     }
 
     #[test]
     fn settings_errors_name_the_key() {
         let pairs = |k: &str, v: &str| vec![(k.to_string(), v.to_string())];
-        assert!(Settings::from_pairs(&pairs("nope", "1")).unwrap_err().contains("`nope`"));
-        assert!(Settings::from_pairs(&pairs("max_attempts", "x")).unwrap_err().contains("`max_attempts`"));
-        assert_eq!(Settings::from_pairs(&pairs("max_attempts", "3")).unwrap().max_attempts, 3);
+        assert!(
+            Settings::from_pairs(&pairs("nope", "1"))
+                .unwrap_err()
+                .contains("`nope`")
+        );
+        assert!(
+            Settings::from_pairs(&pairs("max_attempts", "x"))
+                .unwrap_err()
+                .contains("`max_attempts`")
+        );
+        assert_eq!(
+            Settings::from_pairs(&pairs("max_attempts", "3"))
+                .unwrap()
+                .max_attempts,
+            3
+        );
     }
 }
