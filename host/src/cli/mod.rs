@@ -61,6 +61,21 @@ enum Command {
     Service(service::ServiceArgs),
 }
 
+/// The `--setting KEY=VALUE` flags of every command, in order, trimmed.
+pub(crate) fn setting_flags(flags: &[String]) -> anyhow::Result<Vec<(String, String)>> {
+    flags
+        .iter()
+        .map(|flag| match flag.split_once('=') {
+            Some((key, value)) if !key.trim().is_empty() => {
+                Ok((key.trim().to_string(), value.trim().to_string()))
+            }
+            _ => anyhow::bail!(
+                "--setting {flag:?} is not KEY=VALUE (as in --setting max_attempts=5)"
+            ),
+        })
+        .collect()
+}
+
 pub fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
     logging::set_format(cli.log_format);
     match cli.command {
@@ -77,5 +92,27 @@ pub fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Keygen(args) => session::keygen(&args),
         Command::Policy(args) => policy::policy(&args),
         Command::Service(args) => service::service(&args),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn setting_flags_parse_as_key_value_pairs() {
+        let parsed =
+            setting_flags(&["max_attempts=5".into(), " fault = never_dead ".into()]).unwrap();
+        assert_eq!(
+            parsed,
+            [
+                ("max_attempts".to_string(), "5".to_string()),
+                ("fault".into(), "never_dead".into())
+            ]
+        );
+        for bad in ["max_attempts", "=5"] {
+            let err = setting_flags(&[bad.into()]).unwrap_err().to_string();
+            assert!(err.contains("KEY=VALUE"), "{err}");
+        }
     }
 }

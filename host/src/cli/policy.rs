@@ -71,16 +71,6 @@ fn bundled_command(args: &BundledArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn pairs(settings: &[String]) -> anyhow::Result<Vec<(String, String)>> {
-    settings
-        .iter()
-        .map(|s| match s.split_once('=') {
-            Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_string(), v.to_string())),
-            _ => bail!("--setting {s:?}: give KEY=VALUE, as in --setting max_attempts=5"),
-        })
-        .collect()
-}
-
 fn load_command(args: &LoadArgs) -> anyhow::Result<ExitCode> {
     let config = Config::load(&args.config)?;
     let file = std::path::absolute(&args.file)
@@ -93,7 +83,7 @@ fn load_command(args: &LoadArgs) -> anyhow::Result<ExitCode> {
     }
     let request = LoadRequest {
         load: file,
-        settings: pairs(&args.settings)?,
+        settings: super::setting_flags(&args.settings)?,
     };
     let replies = control::load(&config.outbox, &request).map_err(anyhow::Error::msg)?;
     let mut all_ok = true;

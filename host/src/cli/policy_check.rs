@@ -8,7 +8,7 @@ use crate::config::Config;
 use crate::engine::{CONTRACT, CacheStatus, PolicyEngine};
 use crate::policy_settings::PolicySettings;
 use crate::validate::{BRIEF_SIM_PROFILE, simulate_briefly, verify_traces};
-use anyhow::{Context as _, bail};
+use anyhow::Context as _;
 use clap::Args;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -75,13 +75,7 @@ pub fn candidate_settings(
         Some(path) => Config::load(path)?.policy,
         None => PolicySettings::default(),
     };
-    let mut extra = Vec::new();
-    for item in overrides {
-        let Some((key, value)) = item.split_once('=') else {
-            bail!("--setting {item:?}: give KEY=VALUE, as in --setting max_attempts=5");
-        };
-        extra.push((key.to_string(), value.to_string()));
-    }
+    let extra = super::setting_flags(overrides)?;
     Ok(settings.with_extra(&extra))
 }
 

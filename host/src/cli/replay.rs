@@ -4,7 +4,7 @@ use crate::engine::PolicyEngine;
 use crate::replay::replay;
 use crate::trace::{TickResult, Trace};
 use crate::whatif::what_if;
-use anyhow::{Context as _, bail};
+use anyhow::Context as _;
 use clap::{Args, Subcommand};
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -115,14 +115,12 @@ fn diff(trace: &Trace, engine: &PolicyEngine, path: &Path) -> anyhow::Result<Exi
     })
 }
 
+/// The trace's settings, each `--setting` flag in place of its key.
 fn settings(trace: &Trace, overrides: &[String]) -> anyhow::Result<Vec<(String, String)>> {
     let mut settings = trace.header.settings.clone();
-    for item in overrides {
-        let Some((key, value)) = item.split_once('=') else {
-            bail!("--setting {item:?}: give KEY=VALUE, as in --setting max_attempts=5");
-        };
-        settings.retain(|(k, _)| k != key);
-        settings.push((key.to_string(), value.to_string()));
+    for (key, value) in super::setting_flags(overrides)? {
+        settings.retain(|(k, _)| *k != key);
+        settings.push((key, value));
     }
     Ok(settings)
 }

@@ -61,7 +61,7 @@ pub fn sim(args: &SimArgs) -> anyhow::Result<ExitCode> {
     super::init_logging("error");
     let seed = seed(args.seed)?;
     let profile = Profile::named(&args.faults)?;
-    let settings = parse_settings(&args.settings)?;
+    let settings = super::setting_flags(&args.settings)?;
     let engine = match (&args.policy, args.native_policy) {
         (_, true) => None,
         (Some(path), false) => {
@@ -198,18 +198,6 @@ fn seed(flag: Option<u64>) -> anyhow::Result<u64> {
     }
 }
 
-fn parse_settings(pairs: &[String]) -> anyhow::Result<Vec<(String, String)>> {
-    pairs
-        .iter()
-        .map(|pair| match pair.split_once('=') {
-            Some((key, value)) if !key.trim().is_empty() => {
-                Ok((key.trim().to_string(), value.trim().to_string()))
-            }
-            _ => bail!("--setting {pair:?} is not KEY=VALUE (e.g. --setting max_attempts=5)"),
-        })
-        .collect()
-}
-
 /// Quotes a word for a POSIX shell when it needs it.
 fn quote(word: &str) -> String {
     let plain = !word.is_empty()
@@ -227,23 +215,6 @@ fn quote(word: &str) -> String {
 #[allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 mod tests {
     use super::*;
-
-    #[test]
-    fn settings_parse_as_key_value_pairs() {
-        let parsed =
-            parse_settings(&["max_attempts=5".into(), " fault = never_dead ".into()]).unwrap();
-        assert_eq!(
-            parsed,
-            [
-                ("max_attempts".to_string(), "5".to_string()),
-                ("fault".into(), "never_dead".into())
-            ]
-        );
-        let err = parse_settings(&["max_attempts".into()])
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("KEY=VALUE"), "{err}");
-    }
 
     #[test]
     fn the_rerun_command_quotes_what_a_shell_would_split() {
