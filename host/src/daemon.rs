@@ -12,6 +12,7 @@ use crate::drain::{
 use crate::engine::{PolicyEngine, PolicyMeta};
 use crate::guard::Guard;
 use crate::linkstatus;
+use crate::policy_settings::PolicySettings;
 use crate::swap::{Audit, PolicySlot};
 use crate::trace::{Header, PolicyId, Recorder, TraceWriter};
 use crate::wake::{Reload, WakeListener};
@@ -410,10 +411,43 @@ fn audit_trail(outbox: &Path) -> anyhow::Result<Audit> {
     }))
 }
 
+/// Takes a candidate policy from either source: validates it (with the
+/// settings its name picks, and `--verify`'s golden traces), installs it and
+/// wakes the loops, or logs why it stays out while the running policy goes on.
+#[derive(Clone)]
+struct Candidates {
+    slot: Arc<PolicySlot>,
+    signals: Signals,
+    settings: PolicySettings,
+    verify: Option<PathBuf>,
+}
+
+impl Candidates {
+    fn take(
+        &self,
+        path: &Path,
+        bytes: &[u8],
+        extra: &[(String, String)],
+        reason: &'static str,
+    ) -> Result<PolicyMeta, String> {
+        let settings = self.settings.with_extra(extra);
+        match crate::validate::validate(path, bytes, &settings, self.verify.as_deref()) {
+            Ok(engine) => {
+                let meta = self.slot.install(engine, reason);
+                self.signals.send(Signal::Wake);
+                Ok(meta)
+            }
+            Err(e) => {
+                tracing::error!(target: "sluice", "policy_refused source={} {e}; the running policy goes on", path.display());
+                Err(format!("{e}; the running policy goes on"))
+            }
+        }
+    }
+}
+
 /// Where new policies come from while running: the watched `--policy` file,
-/// and the control socket of `sluice policy load`. Both validate first (with
-/// the config's `[policy]` settings, and `--verify`'s golden traces); a
-/// candidate that fails stays out and the running policy goes on.
+/// and the control socket of `sluice policy load`; both through
+/// [`Candidates::take`].
 fn swap_sources(
     slot: &Arc<PolicySlot>,
     policy: &PolicyChoice,
@@ -421,30 +455,18 @@ fn swap_sources(
     runtime: &tokio::runtime::Handle,
     signals: &Signals,
 ) -> (Option<PolicyWatcher>, Option<ControlServer>) {
-    let verify = config.verify.clone();
-    let settings = config.policy.clone();
+    let candidates = Candidates {
+        slot: Arc::clone(slot),
+        signals: signals.clone(),
+        settings: config.policy.clone(),
+        verify: config.verify.clone(),
+    };
     let watcher = match policy {
         PolicyChoice::File(path) => {
-            let (slot, verify, settings, signals) = (
-                Arc::clone(slot),
-                verify.clone(),
-                settings.clone(),
-                signals.clone(),
-            );
-            let shown = path.clone();
-            let started = PolicyWatcher::start(path, move |bytes| match crate::validate::validate(
-                &shown,
-                &bytes,
-                &settings,
-                verify.as_deref(),
-            ) {
-                Ok(engine) => {
-                    slot.install(engine, "file change");
-                    signals.send(Signal::Wake);
-                }
-                Err(e) => {
-                    tracing::error!(target: "sluice", "policy_refused source={} {e}; the running policy goes on", shown.display())
-                }
+            let (candidates, shown) = (candidates.clone(), path.clone());
+            let started = PolicyWatcher::start(path, move |bytes| {
+                // A refusal is logged; the watcher waits for the next change.
+                let _ = candidates.take(&shown, &bytes, &[], "file change");
             });
             match started {
                 Ok(watcher) => Some(watcher),
@@ -456,28 +478,15 @@ fn swap_sources(
         }
         _ => None,
     };
-    let handler: control::Handler = {
-        let (slot, signals) = (Arc::clone(slot), signals.clone());
-        Arc::new(move |request: LoadRequest| {
-            let bytes = std::fs::read(&request.load)
-                .map_err(|e| format!("cannot read policy file {}: {e}", request.load.display()))?;
-            let with = settings.with_extra(&request.settings);
-            match crate::validate::validate(&request.load, &bytes, &with, verify.as_deref()) {
-                Ok(engine) => {
-                    let meta = slot.install(engine, "load command");
-                    signals.send(Signal::Wake);
-                    Ok(format!(
-                        "{} {} is live (sha256 {})",
-                        meta.name, meta.version, meta.sha256
-                    ))
-                }
-                Err(e) => {
-                    tracing::error!(target: "sluice", "policy_refused source={} {e}; the running policy goes on", request.load.display());
-                    Err(format!("{e}; the running policy goes on"))
-                }
-            }
-        })
-    };
+    let handler: control::Handler = Arc::new(move |request: LoadRequest| {
+        let bytes = std::fs::read(&request.load)
+            .map_err(|e| format!("cannot read policy file {}: {e}", request.load.display()))?;
+        let meta = candidates.take(&request.load, &bytes, &request.settings, "load command")?;
+        Ok(format!(
+            "{} {} is live (sha256 {})",
+            meta.name, meta.version, meta.sha256
+        ))
+    });
     let control = match control::serve(runtime, &config.outbox, handler) {
         Ok(server) => Some(server),
         Err(e) => {
