@@ -36,14 +36,6 @@ impl PolicySettings {
         out
     }
 
-    /// Just these settings, for every policy: what a trace's header says.
-    pub fn fixed(settings: Vec<(String, String)>) -> PolicySettings {
-        PolicySettings {
-            extra: settings,
-            ..PolicySettings::default()
-        }
-    }
-
     /// What the policy named `name` is configured with.
     pub fn for_policy(&self, name: &str) -> Vec<(String, String)> {
         let mut settings = match self.tables.get(name) {
