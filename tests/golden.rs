@@ -16,8 +16,8 @@ use sluice::replay::replay;
 use sluice::store::{NewRow, Outbox};
 use sluice::trace::{Header, PolicyId, Recorder, TickResult, Trace, TraceWriter};
 use sluice_policy::{
-    ClaimFilter, Dispatch, Level, MeshLink, Outcome, RATE_BUDGET_EMPTY, Route, Row, SendResult,
-    SessionState, TimestampMs, World,
+    Call, ClaimFilter, Dispatch, MeshLink, Outcome, RATE_BUDGET_EMPTY, Reply, Route, Row,
+    SendResult, SessionState, TimestampMs,
 };
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -84,7 +84,8 @@ struct Scripted {
     counter: u8,
 }
 
-impl World for Scripted {
+/// The scripted world, one method per import it scripts.
+impl Scripted {
     fn claim_due(
         &mut self,
         now: TimestampMs,
@@ -130,7 +131,7 @@ impl World for Scripted {
             })
             .collect()
     }
-    fn throttle(&mut self, _: &str) {
+    fn throttle(&mut self) {
         if let Some(bucket) = self.bucket.as_mut() {
             bucket.refill(self.clock);
             bucket.tokens = 0.0;
@@ -147,7 +148,7 @@ impl World for Scripted {
             })
             .collect()
     }
-    fn send_batch(&mut self, dispatches: Vec<Dispatch>, _: u32) -> Vec<SendResult> {
+    fn send_batch(&mut self, dispatches: Vec<Dispatch>) -> Vec<SendResult> {
         let now = self.clock;
         let results = dispatches
             .iter()
@@ -158,26 +159,50 @@ impl World for Scripted {
                         return SendResult::Failed(RATE_BUDGET_EMPTY.into());
                     }
                     bucket.tokens -= 1.0;
-                    self.answer(d)
+                    self.answer_send(d)
                 }
-                None => self.answer(d),
+                None => self.answer_send(d),
             })
             .collect();
         self.clock += 3;
         results
     }
-    fn now(&mut self) -> TimestampMs {
-        self.clock
-    }
     fn random_bytes(&mut self, len: u32) -> Vec<u8> {
         self.counter = self.counter.wrapping_add(1);
         vec![self.counter; len as usize]
     }
-    fn log(&mut self, _: Level, _: &str, _: Vec<(String, String)>) {}
+}
+
+impl sluice_policy::Answer for Scripted {
+    fn answer(&mut self, call: Call) -> Reply {
+        match call {
+            Call::ClaimDue {
+                now,
+                limit,
+                lease_ms,
+                skip,
+            } => Reply::Rows(self.claim_due(now, limit, lease_ms, &skip)),
+            Call::Settle { outcomes } => Reply::Count(self.settle(outcomes)),
+            Call::Reclaim { now } => Reply::Count(self.reclaim(now)),
+            Call::Expire { now, cutoff } => Reply::Count(self.expire(now, cutoff)),
+            Call::NextDueAt { skip } => Reply::DueAt(self.next_due_at(&skip)),
+            Call::MeshLinks {} => Reply::Links(self.mesh_links()),
+            Call::Throttle { .. } => {
+                self.throttle();
+                Reply::Nothing
+            }
+            Call::SessionStates { pubkeys } => Reply::Sessions(self.session_states(pubkeys)),
+            Call::SendBatch { dispatches, .. } => Reply::Sent(self.send_batch(dispatches)),
+            Call::Now {} => Reply::Time(self.clock),
+            Call::RandomBytes { len } => Reply::Bytes(self.random_bytes(len)),
+            // Logs change nothing a trace replays.
+            other => Reply::nothing(&other, "not scripted"),
+        }
+    }
 }
 
 impl Scripted {
-    fn answer(&mut self, d: &Dispatch) -> SendResult {
+    fn answer_send(&mut self, d: &Dispatch) -> SendResult {
         if let Route::Session(key) = &d.route
             && self.sessions.get(key) != Some(&SessionState::Open)
         {

@@ -3,10 +3,12 @@
 //! `wit/drain.wit` is the contract as the component model sees it; this
 //! crate is the same contract as the Rust on both sides of it sees it:
 //!
-//! - [`types`]: the shapes of the WIT types, and the [`World`] trait, one
-//!   method per import. The guest implements it over the component's
-//!   imports; the host implements it over SQLite and the broker links; the
-//!   simulator and replay implement it over what they simulate or recorded.
+//! - [`types`]: the shapes of the WIT types.
+//! - [`world`]: the [`World`] trait, one method per import, and the imports
+//!   as values ([`Call`], [`Reply`]) for the worlds that treat every call
+//!   alike ([`Answer`]). The guest implements `World` over the component's
+//!   imports and the host over SQLite and the broker links; the recorder,
+//!   replay, what-if, the guard and the simulator answer calls.
 //! - [`CONTRACT`]: the WIT package and version, written once.
 //! - [`TickReport::tally`]: the report's arithmetic, from the outcomes.
 //!
@@ -14,11 +16,13 @@
 //! the links and the engine all depend on it.
 
 pub mod types;
+pub mod world;
 
 #[cfg(feature = "serde")]
 mod bytes;
 
 pub use types::*;
+pub use world::*;
 
 /// The WIT package's name.
 pub const PACKAGE: &str = "sluice:drain";

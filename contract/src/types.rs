@@ -1,5 +1,4 @@
-//! The plain Rust shapes of the contract in `wit/drain.wit`, and the
-//! [`World`] trait of its imports.
+//! The plain Rust shapes of the types in `wit/drain.wit`.
 //!
 //! The guest converts the component's generated types into these, and the
 //! host's store and links produce and take them directly, so one vocabulary
@@ -177,29 +176,4 @@ pub struct TickReport {
     /// The claim was full: more rows may be due now.
     pub more_due: bool,
     pub next_due_at: Option<TimestampMs>,
-}
-
-/// Everything a policy may observe or do: the imports of the WIT world.
-///
-/// The guest implements it over the component's imports; the host implements
-/// it natively for the baseline benchmark; tests implement it in memory.
-pub trait World {
-    fn claim_due(
-        &mut self,
-        now: TimestampMs,
-        limit: u32,
-        lease_ms: i64,
-        skip: &ClaimFilter,
-    ) -> Result<Vec<Row>, String>;
-    fn settle(&mut self, outcomes: Vec<Outcome>) -> Result<u32, String>;
-    fn reclaim(&mut self, now: TimestampMs) -> Result<u32, String>;
-    fn expire(&mut self, now: TimestampMs, cutoff: TimestampMs) -> Result<u32, String>;
-    fn next_due_at(&mut self, skip: &ClaimFilter) -> Result<Option<TimestampMs>, String>;
-    fn mesh_links(&mut self) -> Vec<MeshLink>;
-    fn throttle(&mut self, mesh: &str);
-    fn session_states(&mut self, pubkeys: Vec<String>) -> Vec<SessionState>;
-    fn send_batch(&mut self, dispatches: Vec<Dispatch>, ack_timeout_ms: u32) -> Vec<SendResult>;
-    fn now(&mut self) -> TimestampMs;
-    fn random_bytes(&mut self, len: u32) -> Vec<u8>;
-    fn log(&mut self, level: Level, event: &str, fields: Vec<(String, String)>);
 }

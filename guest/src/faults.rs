@@ -5,7 +5,7 @@
 //! `configure()` takes one extra setting, `fault`, naming the fault.
 
 use sluice_policy as policy;
-use sluice_policy::World;
+use sluice_policy::{Answer, Call, Reply, World};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Fault {
@@ -106,16 +106,20 @@ pub struct Faulty<W> {
     pub fault: Fault,
 }
 
-impl<W: World> World for Faulty<W> {
-    fn claim_due(
-        &mut self,
-        now: i64,
-        limit: u32,
-        lease_ms: i64,
-        skip: &policy::ClaimFilter,
-    ) -> Result<Vec<policy::Row>, String> {
-        self.inner.claim_due(now, limit, lease_ms, skip)
+impl<W: World> Answer for Faulty<W> {
+    fn answer(&mut self, call: Call) -> Reply {
+        match call {
+            Call::Settle { outcomes } => Reply::Count(self.settle(outcomes)),
+            Call::SendBatch {
+                dispatches,
+                ack_timeout_ms,
+            } => Reply::Sent(self.send_batch(dispatches, ack_timeout_ms)),
+            other => other.on(&mut self.inner),
+        }
     }
+}
+
+impl<W: World> Faulty<W> {
     fn settle(&mut self, mut outcomes: Vec<policy::Outcome>) -> Result<u32, String> {
         match self.fault {
             Fault::ForgetSettle if !outcomes.is_empty() => {
@@ -140,24 +144,6 @@ impl<W: World> World for Faulty<W> {
             _ => {}
         }
         self.inner.settle(outcomes)
-    }
-    fn reclaim(&mut self, now: i64) -> Result<u32, String> {
-        self.inner.reclaim(now)
-    }
-    fn expire(&mut self, now: i64, cutoff: i64) -> Result<u32, String> {
-        self.inner.expire(now, cutoff)
-    }
-    fn next_due_at(&mut self, skip: &policy::ClaimFilter) -> Result<Option<i64>, String> {
-        self.inner.next_due_at(skip)
-    }
-    fn mesh_links(&mut self) -> Vec<policy::MeshLink> {
-        self.inner.mesh_links()
-    }
-    fn throttle(&mut self, mesh: &str) {
-        self.inner.throttle(mesh)
-    }
-    fn session_states(&mut self, pubkeys: Vec<String>) -> Vec<policy::SessionState> {
-        self.inner.session_states(pubkeys)
     }
     fn send_batch(
         &mut self,
@@ -220,14 +206,5 @@ impl<W: World> World for Faulty<W> {
             _ => {}
         }
         self.inner.send_batch(dispatches, ack_timeout_ms)
-    }
-    fn now(&mut self) -> i64 {
-        self.inner.now()
-    }
-    fn random_bytes(&mut self, len: u32) -> Vec<u8> {
-        self.inner.random_bytes(len)
-    }
-    fn log(&mut self, level: policy::Level, event: &str, fields: Vec<(String, String)>) {
-        self.inner.log(level, event, fields)
     }
 }

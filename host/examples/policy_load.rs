@@ -9,9 +9,7 @@
 //! under 10 ms cached.
 
 use sluice::engine::{CacheStatus, DEFAULT_POLICY_WASM, PolicyCache, PolicyEngine};
-use sluice::policy::{
-    ClaimFilter, Dispatch, Level, MeshLink, Outcome, Row, SendResult, SessionState, World,
-};
+use sluice::policy::{Answer, Call, Reply};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -111,37 +109,8 @@ fn ms(d: Duration) -> String {
 /// An empty outbox with no links: a tick that finds nothing to do.
 struct Idle;
 
-impl World for Idle {
-    fn claim_due(&mut self, _: i64, _: u32, _: i64, _: &ClaimFilter) -> Result<Vec<Row>, String> {
-        Ok(Vec::new())
+impl Answer for Idle {
+    fn answer(&mut self, call: Call) -> Reply {
+        Reply::nothing(&call, "no links")
     }
-    fn settle(&mut self, _: Vec<Outcome>) -> Result<u32, String> {
-        Ok(0)
-    }
-    fn reclaim(&mut self, _: i64) -> Result<u32, String> {
-        Ok(0)
-    }
-    fn expire(&mut self, _: i64, _: i64) -> Result<u32, String> {
-        Ok(0)
-    }
-    fn next_due_at(&mut self, _: &ClaimFilter) -> Result<Option<i64>, String> {
-        Ok(None)
-    }
-    fn mesh_links(&mut self) -> Vec<MeshLink> {
-        Vec::new()
-    }
-    fn throttle(&mut self, _: &str) {}
-    fn session_states(&mut self, pubkeys: Vec<String>) -> Vec<SessionState> {
-        vec![SessionState::Absent; pubkeys.len()]
-    }
-    fn send_batch(&mut self, dispatches: Vec<Dispatch>, _: u32) -> Vec<SendResult> {
-        vec![SendResult::Failed("no links".into()); dispatches.len()]
-    }
-    fn now(&mut self) -> i64 {
-        0
-    }
-    fn random_bytes(&mut self, len: u32) -> Vec<u8> {
-        vec![0; len as usize]
-    }
-    fn log(&mut self, _: Level, _: &str, _: Vec<(String, String)>) {}
 }

@@ -8,12 +8,8 @@
 
 use crate::engine::{PolicyEngine, TickError};
 use crate::trace::{TickRecord, TickResult, Trace, calls};
-use serde::de::DeserializeOwned;
 use serde_json::Value;
-use sluice_policy::{
-    ClaimFilter, Dispatch, Level, MeshLink, Outcome, Row, SendResult, SessionState, TickReport,
-    TimestampMs, World,
-};
+use sluice_policy::{Answer, Call, Reply, TickReport};
 use std::fmt;
 
 /// The first place a replay differed from its trace.
@@ -154,7 +150,7 @@ pub fn first_difference(
 #[derive(Default)]
 pub struct ReplayWorld {
     tick: u64,
-    calls: Vec<crate::trace::Call>,
+    calls: Vec<crate::trace::Recorded>,
     position: usize,
     divergence: Option<Divergence>,
 }
@@ -167,47 +163,45 @@ impl ReplayWorld {
         self.divergence = None;
     }
 
-    /// The recorded result of the next call if it is `name(args)`; after a
-    /// divergence every call gets `fallback` (the tick is already lost).
-    fn answer<R: DeserializeOwned>(&mut self, name: &str, args: &Value, fallback: R) -> R {
+    /// The recorded reply to the next call if it is this one; after a
+    /// divergence every call is refused (the tick is already lost).
+    fn replay(&mut self, call: &Call) -> Option<Reply> {
         if self.divergence.is_some() {
-            return fallback;
+            return None;
         }
+        let (name, args) = (call.name(), calls::args(call));
         let call_number = self.position + 1;
         let Some(recorded) = self.calls.get(self.position) else {
             self.diverge(
                 call_number,
                 "no further call: the tick returned".into(),
-                describe(name, args),
+                describe(name, &args),
             );
-            return fallback;
+            return None;
         };
         if recorded.call != name {
             let (r, p) = (
                 describe(&recorded.call, &recorded.args),
-                describe(name, args),
+                describe(name, &args),
             );
             self.diverge(call_number, r, p);
-            return fallback;
+            return None;
         }
-        if let Some((path, a, b)) = first_difference(&recorded.args, args, "args") {
+        if let Some((path, a, b)) = first_difference(&recorded.args, &args, "args") {
             self.diverge(
                 call_number,
                 format!("{name}: {path} = {a}"),
                 format!("{name}: {path} = {b}"),
             );
-            return fallback;
+            return None;
         }
         self.position += 1;
-        match serde_json::from_value(recorded.result.clone()) {
-            Ok(result) => result,
+        match calls::read(call, &recorded.result) {
+            Ok(reply) => Some(reply),
             Err(e) => {
-                self.diverge(
-                    call_number,
-                    format!("{name} result {}", recorded.result),
-                    format!("cannot be read: {e}"),
-                );
-                fallback
+                let recorded = format!("{name} result {}", recorded.result);
+                self.diverge(call_number, recorded, format!("cannot be read: {e}"));
+                None
             }
         }
     }
@@ -226,78 +220,9 @@ impl ReplayWorld {
 
 const DIVERGED: &str = "replay diverged";
 
-impl World for ReplayWorld {
-    fn claim_due(
-        &mut self,
-        now: TimestampMs,
-        limit: u32,
-        lease_ms: i64,
-        skip: &ClaimFilter,
-    ) -> Result<Vec<Row>, String> {
-        self.answer(
-            calls::CLAIM_DUE,
-            &calls::claim_due(now, limit, lease_ms, skip),
-            Err(DIVERGED.into()),
-        )
-    }
-    fn settle(&mut self, outcomes: Vec<Outcome>) -> Result<u32, String> {
-        self.answer(
-            calls::SETTLE,
-            &calls::settle(&outcomes),
-            Err(DIVERGED.into()),
-        )
-    }
-    fn reclaim(&mut self, now: TimestampMs) -> Result<u32, String> {
-        self.answer(calls::RECLAIM, &calls::now_only(now), Err(DIVERGED.into()))
-    }
-    fn expire(&mut self, now: TimestampMs, cutoff: TimestampMs) -> Result<u32, String> {
-        self.answer(
-            calls::EXPIRE,
-            &calls::expire(now, cutoff),
-            Err(DIVERGED.into()),
-        )
-    }
-    fn next_due_at(&mut self, skip: &ClaimFilter) -> Result<Option<TimestampMs>, String> {
-        self.answer(
-            calls::NEXT_DUE_AT,
-            &calls::next_due_at(skip),
-            Err(DIVERGED.into()),
-        )
-    }
-    fn mesh_links(&mut self) -> Vec<MeshLink> {
-        self.answer(calls::MESH_LINKS, &calls::none(), Vec::new())
-    }
-    fn throttle(&mut self, mesh: &str) {
-        self.answer::<()>(calls::THROTTLE, &calls::throttle(mesh), ());
-    }
-    fn session_states(&mut self, pubkeys: Vec<String>) -> Vec<SessionState> {
-        let fallback = vec![SessionState::Absent; pubkeys.len()];
-        self.answer(
-            calls::SESSION_STATES,
-            &calls::session_states(&pubkeys),
-            fallback,
-        )
-    }
-    fn send_batch(&mut self, dispatches: Vec<Dispatch>, ack_timeout_ms: u32) -> Vec<SendResult> {
-        let fallback = vec![SendResult::Failed(DIVERGED.into()); dispatches.len()];
-        self.answer(
-            calls::SEND_BATCH,
-            &calls::send_batch(&dispatches, ack_timeout_ms),
-            fallback,
-        )
-    }
-    fn now(&mut self) -> TimestampMs {
-        self.answer(calls::NOW, &calls::none(), 0)
-    }
-    fn random_bytes(&mut self, len: u32) -> Vec<u8> {
-        let text: String = self.answer(
-            calls::RANDOM_BYTES,
-            &calls::random_bytes(len),
-            String::new(),
-        );
-        calls::bytes_from_text(&text).unwrap_or_default()
-    }
-    fn log(&mut self, level: Level, event: &str, fields: Vec<(String, String)>) {
-        self.answer::<()>(calls::LOG, &calls::log(level, event, &fields), ());
+impl Answer for ReplayWorld {
+    fn answer(&mut self, call: Call) -> Reply {
+        self.replay(&call)
+            .unwrap_or_else(|| Reply::failing(&call, DIVERGED))
     }
 }

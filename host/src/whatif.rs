@@ -14,11 +14,10 @@
 //! policy did not send has no broker answer (it is answered `failed`).
 
 use crate::engine::PolicyEngine;
-use crate::trace::{Call, TickRecord, Trace, calls};
+use crate::trace::{Recorded, TickRecord, Trace, calls};
 use serde::de::DeserializeOwned;
 use sluice_policy::{
-    ClaimFilter, Dispatch, Level, MeshLink, Outcome, Route, Row, SendResult, SessionState,
-    TimestampMs, Verdict, World,
+    Answer, Call, Dispatch, Outcome, Reply, Route, SendResult, SessionState, TimestampMs, Verdict,
 };
 use std::collections::{BTreeMap, VecDeque};
 
@@ -61,7 +60,7 @@ struct WhatIfWorld {
     tick: u64,
     /// The tick's clock, for a retry's delay.
     now: TimestampMs,
-    answers: BTreeMap<String, VecDeque<Call>>,
+    answers: BTreeMap<String, VecDeque<Recorded>>,
     claimed: BTreeMap<i64, (String, u32)>,
     sent: BTreeMap<i64, (Dispatch, SendResult)>,
     recorded_outcomes: BTreeMap<i64, Verdict>,
@@ -82,8 +81,8 @@ impl WhatIfWorld {
                 .or_default()
                 .push_back(call.clone());
             match call.call.as_str() {
-                calls::SEND_BATCH => self.index_sends(call),
-                calls::SETTLE => {
+                "links.send-batch" => self.index_sends(call),
+                "store.settle" => {
                     let outcomes: Vec<Outcome> = decode(&call.args["outcomes"]).unwrap_or_default();
                     self.recorded_outcomes
                         .extend(outcomes.into_iter().map(|o| (o.rowid, o.verdict)));
@@ -93,7 +92,7 @@ impl WhatIfWorld {
         }
     }
 
-    fn index_sends(&mut self, call: &Call) {
+    fn index_sends(&mut self, call: &Recorded) {
         let dispatches: Vec<Dispatch> = decode(&call.args["dispatches"]).unwrap_or_default();
         let results: Vec<SendResult> = decode(&call.result).unwrap_or_default();
         for (d, r) in dispatches.into_iter().zip(results) {
@@ -101,9 +100,11 @@ impl WhatIfWorld {
         }
     }
 
-    fn next<R: DeserializeOwned>(&mut self, name: &str) -> Option<R> {
-        let call = self.answers.get_mut(name)?.pop_front()?;
-        decode(&call.result)
+    /// The recorded reply to the next call of this name, whatever its
+    /// arguments.
+    fn next(&mut self, call: &Call) -> Option<Reply> {
+        let recorded = self.answers.get_mut(call.name())?.pop_front()?;
+        calls::read(call, &recorded.result).ok()
     }
 
     fn differ(&mut self, rowid: i64, recorded: String, candidate: String) {
@@ -185,51 +186,48 @@ fn route_text(route: &Route) -> String {
     }
 }
 
-impl World for WhatIfWorld {
-    fn claim_due(
-        &mut self,
-        _: TimestampMs,
-        _: u32,
-        _: i64,
-        _: &ClaimFilter,
-    ) -> Result<Vec<Row>, String> {
-        let rows: Result<Vec<Row>, String> = self
-            .next(calls::CLAIM_DUE)
-            .unwrap_or_else(|| Ok(Vec::new()));
-        if let Ok(rows) = &rows {
-            self.claimed
-                .extend(rows.iter().map(|r| (r.rowid, (r.id.clone(), r.attempts))));
+impl Answer for WhatIfWorld {
+    fn answer(&mut self, call: Call) -> Reply {
+        match call {
+            Call::SendBatch { dispatches, .. } => Reply::Sent(self.send_batch(dispatches)),
+            Call::Settle { outcomes } => {
+                let count = u32::try_from(outcomes.len()).unwrap_or(u32::MAX);
+                self.candidate_outcomes
+                    .extend(outcomes.into_iter().map(|o| (o.rowid, o.verdict)));
+                let call = Call::Settle {
+                    outcomes: Vec::new(),
+                };
+                self.next(&call).unwrap_or(Reply::Count(Ok(count)))
+            }
+            // What the candidate asks of the links changes nothing recorded.
+            Call::Throttle { .. } | Call::Log { .. } => Reply::Nothing,
+            call => {
+                let reply = self
+                    .next(&call)
+                    .unwrap_or_else(|| Reply::nothing(&call, NOT_SENT_IN_RECORDING));
+                match (call, reply) {
+                    (Call::ClaimDue { .. }, Reply::Rows(Ok(rows))) => {
+                        self.claimed
+                            .extend(rows.iter().map(|r| (r.rowid, (r.id.clone(), r.attempts))));
+                        Reply::Rows(Ok(rows))
+                    }
+                    // One state per key the candidate asked about.
+                    (Call::SessionStates { pubkeys }, Reply::Sessions(states)) => Reply::Sessions(
+                        states
+                            .into_iter()
+                            .chain(std::iter::repeat(SessionState::Absent))
+                            .take(pubkeys.len())
+                            .collect(),
+                    ),
+                    (_, reply) => reply,
+                }
+            }
         }
-        rows
     }
-    fn settle(&mut self, outcomes: Vec<Outcome>) -> Result<u32, String> {
-        let count = outcomes.len() as u32;
-        self.candidate_outcomes
-            .extend(outcomes.into_iter().map(|o| (o.rowid, o.verdict)));
-        self.next(calls::SETTLE).unwrap_or(Ok(count))
-    }
-    fn reclaim(&mut self, _: TimestampMs) -> Result<u32, String> {
-        self.next(calls::RECLAIM).unwrap_or(Ok(0))
-    }
-    fn expire(&mut self, _: TimestampMs, _: TimestampMs) -> Result<u32, String> {
-        self.next(calls::EXPIRE).unwrap_or(Ok(0))
-    }
-    fn next_due_at(&mut self, _: &ClaimFilter) -> Result<Option<TimestampMs>, String> {
-        self.next(calls::NEXT_DUE_AT).unwrap_or(Ok(None))
-    }
-    fn mesh_links(&mut self) -> Vec<MeshLink> {
-        self.next(calls::MESH_LINKS).unwrap_or_default()
-    }
-    fn throttle(&mut self, _: &str) {}
-    fn session_states(&mut self, pubkeys: Vec<String>) -> Vec<SessionState> {
-        let states: Vec<SessionState> = self.next(calls::SESSION_STATES).unwrap_or_default();
-        states
-            .into_iter()
-            .chain(std::iter::repeat(SessionState::Absent))
-            .take(pubkeys.len())
-            .collect()
-    }
-    fn send_batch(&mut self, dispatches: Vec<Dispatch>, _: u32) -> Vec<SendResult> {
+}
+
+impl WhatIfWorld {
+    fn send_batch(&mut self, dispatches: Vec<Dispatch>) -> Vec<SendResult> {
         let mut results = Vec::with_capacity(dispatches.len());
         for d in dispatches {
             match self.sent.get(&d.rowid).cloned() {
@@ -257,13 +255,4 @@ impl World for WhatIfWorld {
         }
         results
     }
-    fn now(&mut self) -> TimestampMs {
-        self.next(calls::NOW).unwrap_or(0)
-    }
-    fn random_bytes(&mut self, len: u32) -> Vec<u8> {
-        let text: Option<String> = self.next(calls::RANDOM_BYTES);
-        text.and_then(|t| calls::bytes_from_text(&t))
-            .unwrap_or_else(|| vec![0; len as usize])
-    }
-    fn log(&mut self, _: Level, _: &str, _: Vec<(String, String)>) {}
 }

@@ -8,8 +8,8 @@
 
 use sluice_links::{LinkState, Links};
 use sluice_policy::{
-    ClaimFilter, Dispatch, Level, MeshLink, Outcome, Row, SendResult, SessionState, TimestampMs,
-    World,
+    Call, ClaimFilter, Dispatch, Level, MeshLink, Outcome, Reply, Row, SendResult, SessionState,
+    TimestampMs, World,
 };
 use sluice_store::SharedOutbox;
 use std::sync::Arc;
@@ -113,6 +113,32 @@ pub mod store_calls {
         store
             .read(|o| o.next_due_at_except(skip))
             .map_err(|e| e.to_string())
+    }
+
+    /// Answers a store call; gives any other call back. The simulator
+    /// answers its store calls through this, so an import added to the
+    /// store here is simulated on the real outbox with nothing more.
+    pub fn answer(
+        store: &SharedOutbox,
+        call: Call,
+        decided_by: Option<&str>,
+        decided_at: TimestampMs,
+    ) -> Result<Reply, Call> {
+        Ok(match call {
+            Call::ClaimDue {
+                now,
+                limit,
+                lease_ms,
+                skip,
+            } => Reply::Rows(claim_due(store, now, limit, lease_ms, &skip)),
+            Call::Settle { outcomes } => {
+                Reply::Count(settle(store, &outcomes, decided_by, decided_at))
+            }
+            Call::Reclaim { now } => Reply::Count(reclaim(store, now)),
+            Call::Expire { now, cutoff } => Reply::Count(expire(store, now, cutoff)),
+            Call::NextDueAt { skip } => Reply::DueAt(next_due_at(store, &skip)),
+            other => return Err(other),
+        })
     }
 }
 

@@ -3,8 +3,8 @@
 
 use sluice_outage_policy::{OutageSettings, tick};
 use sluice_policy::{
-    ClaimFilter, ClaimSize, Dispatch, Level, MeshLink, Outcome, Row, SendResult, SessionState,
-    Verdict, World,
+    Answer, Call, ClaimFilter, ClaimSize, Dispatch, MeshLink, Outcome, Reply, Row, SendResult,
+    SessionState, Verdict,
 };
 
 const NOW: i64 = 1_767_225_600_000;
@@ -23,59 +23,45 @@ struct Script {
     logs: Vec<String>,
 }
 
-impl World for Script {
-    fn claim_due(
-        &mut self,
-        _: i64,
-        limit: u32,
-        _: i64,
-        skip: &ClaimFilter,
-    ) -> Result<Vec<Row>, String> {
-        self.skip.push(skip.clone());
-        let n = (limit as usize).min(self.due.len());
-        Ok(self.due.drain(..n).collect())
-    }
-    fn settle(&mut self, outcomes: Vec<Outcome>) -> Result<u32, String> {
-        self.settled.extend(outcomes.iter().cloned());
-        Ok(outcomes.len() as u32)
-    }
-    fn reclaim(&mut self, _: i64) -> Result<u32, String> {
-        Ok(0)
-    }
-    fn expire(&mut self, _: i64, _: i64) -> Result<u32, String> {
-        Ok(0)
-    }
-    fn next_due_at(&mut self, _: &ClaimFilter) -> Result<Option<i64>, String> {
-        Ok(None)
-    }
-    fn mesh_links(&mut self) -> Vec<MeshLink> {
-        self.meshes.clone()
-    }
-    fn throttle(&mut self, _: &str) {}
-    fn session_states(&mut self, pubkeys: Vec<String>) -> Vec<SessionState> {
-        pubkeys
-            .iter()
-            .map(|k| {
-                self.sessions
+impl Answer for Script {
+    fn answer(&mut self, call: Call) -> Reply {
+        match call {
+            Call::ClaimDue { limit, skip, .. } => {
+                self.skip.push(skip);
+                let n = (limit as usize).min(self.due.len());
+                Reply::Rows(Ok(self.due.drain(..n).collect()))
+            }
+            Call::Settle { outcomes } => {
+                let n = outcomes.len() as u32;
+                self.settled.extend(outcomes);
+                Reply::Count(Ok(n))
+            }
+            Call::MeshLinks {} => Reply::Links(self.meshes.clone()),
+            Call::SessionStates { pubkeys } => Reply::Sessions(
+                pubkeys
                     .iter()
-                    .find(|(key, _)| key == k)
-                    .map_or(SessionState::Absent, |(_, s)| *s)
-            })
-            .collect()
-    }
-    fn send_batch(&mut self, dispatches: Vec<Dispatch>, _: u32) -> Vec<SendResult> {
-        self.sent.extend(dispatches.iter().cloned());
-        let n = dispatches.len().min(self.results.len());
-        self.results.drain(..n).collect()
-    }
-    fn now(&mut self) -> i64 {
-        AFTER
-    }
-    fn random_bytes(&mut self, len: u32) -> Vec<u8> {
-        vec![1; len as usize]
-    }
-    fn log(&mut self, _: Level, event: &str, _: Vec<(String, String)>) {
-        self.logs.push(event.to_string());
+                    .map(|k| {
+                        self.sessions
+                            .iter()
+                            .find(|(key, _)| key == k)
+                            .map_or(SessionState::Absent, |(_, s)| *s)
+                    })
+                    .collect(),
+            ),
+            Call::SendBatch { dispatches, .. } => {
+                let n = dispatches.len().min(self.results.len());
+                self.sent.extend(dispatches);
+                Reply::Sent(self.results.drain(..n).collect())
+            }
+            Call::Now {} => Reply::Time(AFTER),
+            Call::RandomBytes { len } => Reply::Bytes(vec![1; len as usize]),
+            Call::Log { event, .. } => {
+                self.logs.push(event);
+                Reply::Nothing
+            }
+            // No reclaims, no expiries, nothing due later, no throttling.
+            other => Reply::nothing(&other, "not scripted"),
+        }
     }
 }
 

@@ -13,6 +13,7 @@
 //! policy built on this crate overrides only the ones it changes and runs
 //! the same tick with [`tick_with`].
 
+use crate::World;
 use crate::claim::{ClaimSize, Seen};
 use crate::classify::is_rate_limit;
 use crate::pace::{Pacer, claim_filter, next_budget_at};
@@ -20,7 +21,7 @@ use crate::rules::{Decision, LEGACY_NONCE_BYTES, LogLine, View, decide, judge, r
 use crate::settings::Settings;
 use crate::types::{
     Dispatch, Level, MeshLink, Outcome, RATE_BUDGET_EMPTY, Route, Row, SendResult, SessionState,
-    TickReport, TimestampMs, Verdict, World,
+    TickReport, TimestampMs, Verdict,
 };
 use std::collections::{BTreeMap, BTreeSet};
 

@@ -7,8 +7,8 @@
 use proptest::prelude::*;
 use sluice_policy::rules::{Decision, View, decide, judge};
 use sluice_policy::{
-    ClaimFilter, ClaimSize, Dispatch, Level, MeshLink, Outcome, Route, Row, SendResult,
-    SessionState, Settings, TickReport, Verdict, World, tick,
+    Answer, Call, ClaimSize, MeshLink, Outcome, Reply, Route, Row, SendResult, SessionState,
+    Settings, TickReport, Verdict, tick,
 };
 
 const NOW: i64 = 1_767_225_600_000;
@@ -202,69 +202,55 @@ struct Memory {
     settles: Vec<Vec<Outcome>>,
 }
 
-impl World for Memory {
-    fn claim_due(
-        &mut self,
-        _: i64,
-        limit: u32,
-        _: i64,
-        _: &ClaimFilter,
-    ) -> Result<Vec<Row>, String> {
-        let n = (limit as usize).min(self.due.len());
-        let rows: Vec<Row> = self.due.drain(..n).collect();
-        self.claimed.extend(rows.iter().cloned());
-        Ok(rows)
+impl Answer for Memory {
+    fn answer(&mut self, call: Call) -> Reply {
+        match call {
+            Call::ClaimDue { limit, .. } => {
+                let n = (limit as usize).min(self.due.len());
+                let rows: Vec<Row> = self.due.drain(..n).collect();
+                self.claimed.extend(rows.iter().cloned());
+                Reply::Rows(Ok(rows))
+            }
+            Call::Settle { outcomes } => {
+                let n = outcomes.len() as u32;
+                self.settles.push(outcomes);
+                Reply::Count(Ok(n))
+            }
+            Call::MeshLinks {} => Reply::Links(
+                self.meshes
+                    .iter()
+                    .map(|slug| MeshLink {
+                        slug: slug.clone(),
+                        open: true,
+                        tokens: self.tokens,
+                        next_token_at: NOW + 7,
+                        per_minute: 600,
+                    })
+                    .collect(),
+            ),
+            Call::SessionStates { pubkeys } => {
+                let state = |k: &String| {
+                    SESSIONS
+                        .iter()
+                        .position(|s| s == k)
+                        .map_or(SessionState::Absent, |i| self.states[i])
+                };
+                Reply::Sessions(pubkeys.iter().map(state).collect())
+            }
+            Call::SendBatch { dispatches, .. } => Reply::Sent(
+                dispatches
+                    .iter()
+                    .map(|_| {
+                        self.sent += 1;
+                        self.results[self.sent % self.results.len()].clone()
+                    })
+                    .collect(),
+            ),
+            Call::Now {} => Reply::Time(NOW + 3),
+            Call::RandomBytes { len } => Reply::Bytes(vec![9; len as usize]),
+            // No reclaims, no expiries, nothing due later; throttles and logs
+            // change nothing here.
+            other => Reply::nothing(&other, "not in memory"),
+        }
     }
-    fn settle(&mut self, outcomes: Vec<Outcome>) -> Result<u32, String> {
-        let n = outcomes.len() as u32;
-        self.settles.push(outcomes);
-        Ok(n)
-    }
-    fn reclaim(&mut self, _: i64) -> Result<u32, String> {
-        Ok(0)
-    }
-    fn expire(&mut self, _: i64, _: i64) -> Result<u32, String> {
-        Ok(0)
-    }
-    fn next_due_at(&mut self, _: &ClaimFilter) -> Result<Option<i64>, String> {
-        Ok(None)
-    }
-    fn mesh_links(&mut self) -> Vec<MeshLink> {
-        self.meshes
-            .iter()
-            .map(|slug| MeshLink {
-                slug: slug.clone(),
-                open: true,
-                tokens: self.tokens,
-                next_token_at: NOW + 7,
-                per_minute: 600,
-            })
-            .collect()
-    }
-    fn throttle(&mut self, _: &str) {}
-    fn session_states(&mut self, pubkeys: Vec<String>) -> Vec<SessionState> {
-        let state = |k: &String| {
-            SESSIONS
-                .iter()
-                .position(|s| s == k)
-                .map_or(SessionState::Absent, |i| self.states[i])
-        };
-        pubkeys.iter().map(state).collect()
-    }
-    fn send_batch(&mut self, dispatches: Vec<Dispatch>, _: u32) -> Vec<SendResult> {
-        dispatches
-            .iter()
-            .map(|_| {
-                self.sent += 1;
-                self.results[self.sent % self.results.len()].clone()
-            })
-            .collect()
-    }
-    fn now(&mut self) -> i64 {
-        NOW + 3
-    }
-    fn random_bytes(&mut self, len: u32) -> Vec<u8> {
-        vec![9; len as usize]
-    }
-    fn log(&mut self, _: Level, _: &str, _: Vec<(String, String)>) {}
 }

@@ -2,8 +2,8 @@
 //! what order, and what it settles.
 
 use sluice_policy::{
-    ClaimFilter, ClaimSize, Dispatch, Level, MeshLink, Outcome, RATE_BUDGET_EMPTY, Route, Row,
-    SendResult, SessionState, Settings, Verdict, World, tick,
+    Answer, Call, ClaimSize, Dispatch, MeshLink, Outcome, RATE_BUDGET_EMPTY, Reply, Route, Row,
+    SendResult, SessionState, Settings, Verdict, tick,
 };
 
 const NOW: i64 = 1_767_225_600_000;
@@ -20,66 +20,72 @@ struct Script {
     expired: u32,
 }
 
-impl World for Script {
-    fn claim_due(
-        &mut self,
-        now: i64,
-        limit: u32,
-        lease_ms: i64,
-        skip: &ClaimFilter,
-    ) -> Result<Vec<Row>, String> {
-        self.calls.push(format!(
-            "claim_due({now},{limit},{lease_ms},skip={:?}{})",
-            skip.skip_meshes,
-            if skip.skip_unnamed { "+unnamed" } else { "" }
-        ));
-        let n = (limit as usize).min(self.due.len());
-        Ok(self.due.drain(..n).collect())
-    }
-    fn settle(&mut self, outcomes: Vec<Outcome>) -> Result<u32, String> {
-        self.calls.push(format!("settle({})", outcomes.len()));
-        self.settled.extend(outcomes.iter().cloned());
-        Ok(outcomes.len() as u32)
-    }
-    fn reclaim(&mut self, _: i64) -> Result<u32, String> {
-        self.calls.push("reclaim".into());
-        Ok(0)
-    }
-    fn expire(&mut self, _: i64, cutoff: i64) -> Result<u32, String> {
-        self.calls.push(format!("expire(cutoff={cutoff})"));
-        Ok(self.expired)
-    }
-    fn next_due_at(&mut self, _: &ClaimFilter) -> Result<Option<i64>, String> {
-        self.calls.push("next_due_at".into());
-        Ok(Some(NOW + 1_000))
-    }
-    fn mesh_links(&mut self) -> Vec<MeshLink> {
-        self.calls.push("mesh_links".into());
-        self.meshes.clone()
-    }
-    fn throttle(&mut self, mesh: &str) {
-        self.calls.push(format!("throttle({mesh})"));
-    }
-    fn session_states(&mut self, pubkeys: Vec<String>) -> Vec<SessionState> {
-        self.calls
-            .push(format!("session_states({})", pubkeys.join(",")));
-        vec![SessionState::Absent; pubkeys.len()]
-    }
-    fn send_batch(&mut self, dispatches: Vec<Dispatch>, ack_timeout_ms: u32) -> Vec<SendResult> {
-        self.calls
-            .push(format!("send_batch({},{ack_timeout_ms})", dispatches.len()));
-        self.sent.extend(dispatches.iter().cloned());
-        let n = dispatches.len().min(self.results.len());
-        self.results.drain(..n).collect()
-    }
-    fn now(&mut self) -> i64 {
-        NOW + 5
-    }
-    fn random_bytes(&mut self, len: u32) -> Vec<u8> {
-        vec![1; len as usize]
-    }
-    fn log(&mut self, _: Level, event: &str, _: Vec<(String, String)>) {
-        self.logs.push(event.to_string());
+impl Answer for Script {
+    fn answer(&mut self, call: Call) -> Reply {
+        match call {
+            Call::ClaimDue {
+                now,
+                limit,
+                lease_ms,
+                skip,
+            } => {
+                self.calls.push(format!(
+                    "claim_due({now},{limit},{lease_ms},skip={:?}{})",
+                    skip.skip_meshes,
+                    if skip.skip_unnamed { "+unnamed" } else { "" }
+                ));
+                let n = (limit as usize).min(self.due.len());
+                Reply::Rows(Ok(self.due.drain(..n).collect()))
+            }
+            Call::Settle { outcomes } => {
+                self.calls.push(format!("settle({})", outcomes.len()));
+                let n = outcomes.len() as u32;
+                self.settled.extend(outcomes);
+                Reply::Count(Ok(n))
+            }
+            Call::Reclaim { .. } => {
+                self.calls.push("reclaim".into());
+                Reply::Count(Ok(0))
+            }
+            Call::Expire { cutoff, .. } => {
+                self.calls.push(format!("expire(cutoff={cutoff})"));
+                Reply::Count(Ok(self.expired))
+            }
+            Call::NextDueAt { .. } => {
+                self.calls.push("next_due_at".into());
+                Reply::DueAt(Ok(Some(NOW + 1_000)))
+            }
+            Call::MeshLinks {} => {
+                self.calls.push("mesh_links".into());
+                Reply::Links(self.meshes.clone())
+            }
+            Call::Throttle { mesh } => {
+                self.calls.push(format!("throttle({mesh})"));
+                Reply::Nothing
+            }
+            Call::SessionStates { pubkeys } => {
+                self.calls
+                    .push(format!("session_states({})", pubkeys.join(",")));
+                Reply::Sessions(vec![SessionState::Absent; pubkeys.len()])
+            }
+            Call::SendBatch {
+                dispatches,
+                ack_timeout_ms,
+            } => {
+                self.calls
+                    .push(format!("send_batch({},{ack_timeout_ms})", dispatches.len()));
+                let n = dispatches.len().min(self.results.len());
+                self.sent.extend(dispatches);
+                Reply::Sent(self.results.drain(..n).collect())
+            }
+            Call::Now {} => Reply::Time(NOW + 5),
+            Call::RandomBytes { len } => Reply::Bytes(vec![1; len as usize]),
+            Call::Log { event, .. } => {
+                self.logs.push(event);
+                Reply::Nothing
+            }
+            other => Reply::nothing(&other, "not scripted"),
+        }
     }
 }
 

@@ -26,10 +26,7 @@ pub mod rules;
 pub use breach::{Breach, RowRef, Rule};
 
 use rules::Ledger;
-use sluice_policy::{
-    ClaimFilter, Dispatch, Level, MeshLink, Outcome, Row, SendResult, SessionState, TimestampMs,
-    World,
-};
+use sluice_policy::{Answer, Call, Dispatch, Outcome, Reply, SendResult, TimestampMs, World};
 
 /// Breaches kept per tick; more are counted, not kept, so a policy that
 /// breaks a rule for every row of a large claim cannot grow memory.
@@ -100,27 +97,9 @@ impl<W: World> Guard<W> {
     }
 }
 
-impl<W: World> World for Guard<W> {
-    fn claim_due(
-        &mut self,
-        now: TimestampMs,
-        limit: u32,
-        lease_ms: i64,
-        skip: &ClaimFilter,
-    ) -> Result<Vec<Row>, String> {
-        if !self.enabled {
-            return self.inner.claim_due(now, limit, lease_ms, skip);
-        }
-        self.store_time("store.claim-due", now)?;
-        let rows = self.inner.claim_due(now, limit, lease_ms, skip)?;
-        self.ledger.claimed(&rows, now, lease_ms);
-        Ok(rows)
-    }
-
-    fn settle(&mut self, outcomes: Vec<Outcome>) -> Result<u32, String> {
-        if !self.enabled {
-            return self.inner.settle(outcomes);
-        }
+impl<W: World> Guard<W> {
+    /// Applies the outcomes that keep the rules; the others are breaches.
+    fn settle_allowed(&mut self, outcomes: Vec<Outcome>) -> Result<u32, String> {
         let mut allowed = Vec::with_capacity(outcomes.len());
         for outcome in outcomes {
             match self.ledger.check_outcome(&outcome) {
@@ -139,40 +118,9 @@ impl<W: World> World for Guard<W> {
         self.inner.settle(allowed)
     }
 
-    fn reclaim(&mut self, now: TimestampMs) -> Result<u32, String> {
-        if self.enabled {
-            self.store_time("store.reclaim", now)?;
-        }
-        self.inner.reclaim(now)
-    }
-
-    fn expire(&mut self, now: TimestampMs, cutoff: TimestampMs) -> Result<u32, String> {
-        if self.enabled {
-            self.store_time("store.expire", now)?;
-        }
-        self.inner.expire(now, cutoff)
-    }
-
-    fn next_due_at(&mut self, skip: &ClaimFilter) -> Result<Option<TimestampMs>, String> {
-        self.inner.next_due_at(skip)
-    }
-
-    fn mesh_links(&mut self) -> Vec<MeshLink> {
-        self.inner.mesh_links()
-    }
-
-    fn throttle(&mut self, mesh: &str) {
-        self.inner.throttle(mesh);
-    }
-
-    fn session_states(&mut self, pubkeys: Vec<String>) -> Vec<SessionState> {
-        self.inner.session_states(pubkeys)
-    }
-
-    fn send_batch(&mut self, dispatches: Vec<Dispatch>, ack_timeout_ms: u32) -> Vec<SendResult> {
-        if !self.enabled {
-            return self.inner.send_batch(dispatches, ack_timeout_ms);
-        }
+    /// Sends the dispatches that keep the rules; the others are answered
+    /// with their breach.
+    fn send_allowed(&mut self, dispatches: Vec<Dispatch>, ack_timeout_ms: u32) -> Vec<SendResult> {
         let total = dispatches.len();
         // Per dispatch, in order: the answer for a refused one, or None.
         let mut refused: Vec<Option<String>> = Vec::with_capacity(total);
@@ -225,22 +173,40 @@ impl<W: World> World for Guard<W> {
             })
             .collect()
     }
+}
 
-    fn now(&mut self) -> TimestampMs {
-        let now = self.inner.now();
-        self.ledger.saw_time(now);
-        now
-    }
-
-    fn random_bytes(&mut self, len: u32) -> Vec<u8> {
-        let bytes = self.inner.random_bytes(len);
-        if self.enabled {
-            self.ledger.saw_random(&bytes);
+impl<W: World> Answer for Guard<W> {
+    fn answer(&mut self, call: Call) -> Reply {
+        if !self.enabled {
+            return call.on(&mut self.inner);
         }
-        bytes
-    }
-
-    fn log(&mut self, level: Level, event: &str, fields: Vec<(String, String)>) {
-        self.inner.log(level, event, fields);
+        if let Some(now) = call.stated_time()
+            && let Err(answer) = self.store_time(call.name(), now)
+        {
+            return Reply::failing(&call, &answer);
+        }
+        match call {
+            Call::Settle { outcomes } => Reply::Count(self.settle_allowed(outcomes)),
+            Call::SendBatch {
+                dispatches,
+                ack_timeout_ms,
+            } => Reply::Sent(self.send_allowed(dispatches, ack_timeout_ms)),
+            call => {
+                let claim = match &call {
+                    Call::ClaimDue { now, lease_ms, .. } => Some((*now, *lease_ms)),
+                    _ => None,
+                };
+                let reply = call.on(&mut self.inner);
+                match (&reply, claim) {
+                    (Reply::Rows(Ok(rows)), Some((now, lease_ms))) => {
+                        self.ledger.claimed(rows, now, lease_ms);
+                    }
+                    (Reply::Time(now), _) => self.ledger.saw_time(*now),
+                    (Reply::Bytes(bytes), _) => self.ledger.saw_random(bytes),
+                    _ => {}
+                }
+                reply
+            }
+        }
     }
 }

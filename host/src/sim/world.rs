@@ -21,10 +21,7 @@ use super::broker::SimBroker;
 use super::profile::{FaultCounts, Profile};
 use super::rng::SimRng;
 use crate::world::{RANDOM_BYTES_MAX, store_calls};
-use sluice_policy::{
-    ClaimFilter, Dispatch, Level, MeshLink, Outcome, Row, SendResult, SessionState, TimestampMs,
-    World,
-};
+use sluice_policy::{Answer, Call, ClaimFilter, Dispatch, Outcome, Reply, SendResult, TimestampMs};
 use sluice_store::SharedOutbox;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -204,25 +201,43 @@ pub fn lock(shared: &Shared) -> MutexGuard<'_, SimShared> {
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-impl World for SimWorld {
-    fn claim_due(
-        &mut self,
-        now: TimestampMs,
-        limit: u32,
-        lease_ms: i64,
-        skip: &ClaimFilter,
-    ) -> Result<Vec<Row>, String> {
-        self.alive()?;
-        self.journal.skip = skip.clone();
-        let rows = store_calls::claim_due(&self.store, now, limit, lease_ms, skip)?;
-        self.journal
-            .claims
-            .extend(rows.iter().map(|r| (r.rowid, r.attempts)));
-        Ok(rows)
+impl SimWorld {
+    /// A store call, on the real outbox (the host's own code, on the
+    /// virtual clock), noted in the tick's journal.
+    fn store(&mut self, call: Call) -> Reply {
+        if let Err(e) = self.alive() {
+            return Reply::failing(&call, &e);
+        }
+        if let Call::Settle { outcomes } = call {
+            return Reply::Count(self.settle(outcomes));
+        }
+        if let Call::ClaimDue { skip, .. } = &call {
+            self.journal.skip = skip.clone();
+        }
+        let reclaim = matches!(call, Call::Reclaim { .. });
+        let expire = matches!(call, Call::Expire { .. });
+        let clock_ms = self.shared().clock_ms;
+        let reply = match store_calls::answer(&self.store, call, None, clock_ms) {
+            Ok(reply) => reply,
+            Err(other) => Reply::failing(&other, "not a store call"),
+        };
+        let journal = &mut self.journal;
+        match &reply {
+            Reply::Rows(Ok(rows)) => journal
+                .claims
+                .extend(rows.iter().map(|r| (r.rowid, r.attempts))),
+            Reply::Count(Ok(count)) if reclaim => {
+                journal.reclaimed = journal.reclaimed.saturating_add(*count);
+            }
+            Reply::Count(Ok(count)) if expire => {
+                journal.expired = journal.expired.saturating_add(*count);
+            }
+            _ => {}
+        }
+        reply
     }
 
     fn settle(&mut self, outcomes: Vec<Outcome>) -> Result<u32, String> {
-        self.alive()?;
         let at_ms = {
             let mut shared = self.shared();
             let crash_ppm = shared.profile.crash_ppm;
@@ -244,38 +259,6 @@ impl World for SimWorld {
         Ok(applied)
     }
 
-    fn reclaim(&mut self, now: TimestampMs) -> Result<u32, String> {
-        self.alive()?;
-        let count = store_calls::reclaim(&self.store, now)?;
-        self.journal.reclaimed = self.journal.reclaimed.saturating_add(count);
-        Ok(count)
-    }
-
-    fn expire(&mut self, now: TimestampMs, cutoff: TimestampMs) -> Result<u32, String> {
-        self.alive()?;
-        let count = store_calls::expire(&self.store, now, cutoff)?;
-        self.journal.expired = self.journal.expired.saturating_add(count);
-        Ok(count)
-    }
-
-    fn next_due_at(&mut self, skip: &ClaimFilter) -> Result<Option<TimestampMs>, String> {
-        self.alive()?;
-        store_calls::next_due_at(&self.store, skip)
-    }
-
-    fn mesh_links(&mut self) -> Vec<MeshLink> {
-        let shared = self.shared();
-        shared.broker.links.mesh_links(shared.clock_ms)
-    }
-
-    fn throttle(&mut self, _mesh: &str) {
-        // The simulated broker has no rate limit: nothing to slow.
-    }
-
-    fn session_states(&mut self, pubkeys: Vec<String>) -> Vec<SessionState> {
-        self.shared().broker.links.session_states(&pubkeys)
-    }
-
     fn send_batch(&mut self, dispatches: Vec<Dispatch>, ack_timeout_ms: u32) -> Vec<SendResult> {
         let results = {
             let mut guard = self.shared();
@@ -293,15 +276,7 @@ impl World for SimWorld {
         results
     }
 
-    fn now(&mut self) -> TimestampMs {
-        self.shared().clock_ms
-    }
-
-    fn random_bytes(&mut self, len: u32) -> Vec<u8> {
-        self.random.bytes(len.min(RANDOM_BYTES_MAX) as usize)
-    }
-
-    fn log(&mut self, _level: Level, event: &str, _fields: Vec<(String, String)>) {
+    fn log(&mut self, event: &str) {
         let mut shared = self.shared();
         let logs = &mut shared.logs;
         let key = if logs.len() < LOG_EVENTS_MAX || logs.contains_key(event) {
@@ -310,5 +285,38 @@ impl World for SimWorld {
             OTHER_EVENTS
         };
         *logs.entry(key.to_string()).or_default() += 1;
+    }
+}
+
+impl Answer for SimWorld {
+    fn answer(&mut self, call: Call) -> Reply {
+        if call.interface() == "store" {
+            return self.store(call);
+        }
+        match call {
+            Call::MeshLinks {} => {
+                let shared = self.shared();
+                Reply::Links(shared.broker.links.mesh_links(shared.clock_ms))
+            }
+            // The simulated broker has no rate limit: nothing to slow.
+            Call::Throttle { .. } => Reply::Nothing,
+            Call::SessionStates { pubkeys } => {
+                Reply::Sessions(self.shared().broker.links.session_states(&pubkeys))
+            }
+            Call::SendBatch {
+                dispatches,
+                ack_timeout_ms,
+            } => Reply::Sent(self.send_batch(dispatches, ack_timeout_ms)),
+            Call::Now {} => Reply::Time(self.shared().clock_ms),
+            Call::RandomBytes { len } => {
+                Reply::Bytes(self.random.bytes(len.min(RANDOM_BYTES_MAX) as usize))
+            }
+            Call::Log { event, .. } => {
+                self.log(&event);
+                Reply::Nothing
+            }
+            // An import the simulator does not model answers as an empty world.
+            other => Reply::nothing(&other, "not simulated"),
+        }
     }
 }

@@ -1,76 +1,147 @@
-//! The names and argument shapes of the import calls in a trace.
+//! An import call as a trace line holds it: a [`Call`]'s name and
+//! arguments, and its [`Reply`] as the result.
 //!
 //! The recorder writes them and replay builds them again from what a policy
 //! does; both go through these functions, so a difference in a trace is a
-//! difference in behaviour, never in formatting.
+//! difference in behaviour, never in formatting. The shapes themselves are
+//! the contract's (`sluice_contract::world`): a new import needs nothing here.
 
-use serde_json::{Value, json};
-use sluice_policy::{ClaimFilter, Dispatch, Level, Outcome};
+use serde_json::Value;
+use sluice_policy::{Call, Reply};
 
-pub const CLAIM_DUE: &str = "store.claim-due";
-pub const SETTLE: &str = "store.settle";
-pub const RECLAIM: &str = "store.reclaim";
-pub const EXPIRE: &str = "store.expire";
-pub const NEXT_DUE_AT: &str = "store.next-due-at";
-pub const MESH_LINKS: &str = "links.mesh-links";
-pub const THROTTLE: &str = "links.throttle";
-pub const SESSION_STATES: &str = "links.session-states";
-pub const SEND_BATCH: &str = "links.send-batch";
-pub const NOW: &str = "env.now";
-pub const RANDOM_BYTES: &str = "env.random-bytes";
-pub const LOG: &str = "env.log";
-
-pub fn claim_due(now: i64, limit: u32, lease_ms: i64, skip: &ClaimFilter) -> Value {
-    json!({ "now": now, "limit": limit, "lease_ms": lease_ms, "skip": skip })
+/// The call's arguments, as the `args` of its trace line.
+pub fn args(call: &Call) -> Value {
+    match serde_json::to_value(call) {
+        Ok(Value::Object(mut line)) => line.remove("args").unwrap_or(Value::Null),
+        _ => Value::Null,
+    }
 }
 
-pub fn next_due_at(skip: &ClaimFilter) -> Value {
-    json!({ "skip": skip })
+/// The reply, as the `result` of its trace line.
+pub fn result(reply: &Reply) -> Value {
+    serde_json::to_value(reply).unwrap_or(Value::Null)
 }
 
-pub fn throttle(mesh: &str) -> Value {
-    json!({ "mesh": mesh })
+/// Reads the recorded `result` of `call` back into its reply.
+pub fn read(call: &Call, result: &Value) -> Result<Reply, serde_json::Error> {
+    Reply::read(call, result)
 }
 
-pub fn settle(outcomes: &[Outcome]) -> Value {
-    json!({ "outcomes": outcomes })
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sluice_policy::{ClaimFilter, Dispatch, Level, Outcome, Route, SendResult, Verdict};
 
-pub fn now_only(now: i64) -> Value {
-    json!({ "now": now })
-}
+    /// One call of every import, with the reply of its kind.
+    fn every_import() -> Vec<(Call, Reply)> {
+        let skip = ClaimFilter {
+            skip_meshes: vec!["north".into()],
+            skip_unnamed: true,
+        };
+        let outcome = Outcome {
+            rowid: 7,
+            attempts: 2,
+            verdict: Verdict::Dead { reason: "x".into() },
+        };
+        let dispatch = Dispatch {
+            rowid: 7,
+            route: Route::Daemon("north".into()),
+            client_message_id: "c".into(),
+            request_fingerprint_hex: "00".into(),
+            target_spec: "*".into(),
+            priority: "now".into(),
+            nonce: "n".into(),
+            ciphertext: "c".into(),
+        };
+        vec![
+            (
+                Call::ClaimDue {
+                    now: 5,
+                    limit: 2,
+                    lease_ms: 30_000,
+                    skip: skip.clone(),
+                },
+                Reply::Rows(Ok(Vec::new())),
+            ),
+            (
+                Call::Settle {
+                    outcomes: vec![outcome],
+                },
+                Reply::Count(Err("busy".into())),
+            ),
+            (Call::Reclaim { now: 5 }, Reply::Count(Ok(1))),
+            (Call::Expire { now: 5, cutoff: 1 }, Reply::Count(Ok(0))),
+            (Call::NextDueAt { skip }, Reply::DueAt(Ok(Some(9)))),
+            (Call::MeshLinks {}, Reply::Links(Vec::new())),
+            (
+                Call::Throttle {
+                    mesh: "north".into(),
+                },
+                Reply::Nothing,
+            ),
+            (
+                Call::SessionStates {
+                    pubkeys: vec!["ab".into()],
+                },
+                Reply::Sessions(vec![sluice_policy::SessionState::Open]),
+            ),
+            (
+                Call::SendBatch {
+                    dispatches: vec![dispatch],
+                    ack_timeout_ms: 500,
+                },
+                Reply::Sent(vec![SendResult::Accepted("m".into())]),
+            ),
+            (Call::Now {}, Reply::Time(42)),
+            (Call::RandomBytes { len: 3 }, Reply::Bytes(vec![1, 2, 3])),
+            (
+                Call::Log {
+                    level: Level::Info,
+                    event: "e".into(),
+                    fields: vec![("k".into(), "v".into())],
+                },
+                Reply::Nothing,
+            ),
+        ]
+    }
 
-pub fn expire(now: i64, cutoff: i64) -> Value {
-    json!({ "now": now, "cutoff": cutoff })
-}
+    #[test]
+    fn a_calls_trace_name_is_its_wit_name_and_its_reply_reads_back() {
+        for (call, reply) in every_import() {
+            let line = serde_json::to_value(&call).unwrap_or_default();
+            assert_eq!(line["call"], call.name(), "{call:?}");
+            assert!(args(&call).is_object(), "{call:?}: args must be an object");
+            let text = result(&reply);
+            assert_eq!(read(&call, &text).ok(), Some(reply.clone()), "{call:?}");
+            // The empty and the refusing answers are of the call's own kind.
+            for other in [Reply::nothing(&call, "no"), Reply::failing(&call, "no")] {
+                assert_eq!(
+                    std::mem::discriminant(&other),
+                    std::mem::discriminant(&reply),
+                    "{call:?}"
+                );
+            }
+        }
+    }
 
-pub fn none() -> Value {
-    json!({})
-}
-
-pub fn session_states(pubkeys: &[String]) -> Value {
-    json!({ "pubkeys": pubkeys })
-}
-
-pub fn send_batch(dispatches: &[Dispatch], ack_timeout_ms: u32) -> Value {
-    json!({ "dispatches": dispatches, "ack_timeout_ms": ack_timeout_ms })
-}
-
-pub fn random_bytes(len: u32) -> Value {
-    json!({ "len": len })
-}
-
-pub fn log(level: Level, event: &str, fields: &[(String, String)]) -> Value {
-    json!({ "level": level, "event": event, "fields": fields })
-}
-
-/// Random bytes as base64 text, like every other byte field of a trace.
-pub fn bytes_text(bytes: &[u8]) -> String {
-    use base64::Engine as _;
-    base64::engine::general_purpose::STANDARD.encode(bytes)
-}
-
-pub fn bytes_from_text(text: &str) -> Option<Vec<u8>> {
-    use base64::Engine as _;
-    base64::engine::general_purpose::STANDARD.decode(text).ok()
+    #[test]
+    fn args_and_results_keep_the_shape_of_recorded_traces() {
+        let call = Call::ClaimDue {
+            now: 1,
+            limit: 2,
+            lease_ms: 3,
+            skip: ClaimFilter::default(),
+        };
+        assert_eq!(
+            args(&call).to_string(),
+            r#"{"lease_ms":3,"limit":2,"now":1,"skip":{"skip_meshes":[],"skip_unnamed":false}}"#
+        );
+        assert_eq!(result(&Reply::Count(Ok(0))).to_string(), r#"{"Ok":0}"#);
+        assert_eq!(
+            result(&Reply::Bytes(vec![1, 2, 3])).to_string(),
+            r#""AQID""#
+        );
+        assert_eq!(result(&Reply::Nothing).to_string(), "null");
+        assert_eq!(args(&Call::Now {}).to_string(), "{}");
+    }
 }

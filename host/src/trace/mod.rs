@@ -79,14 +79,14 @@ pub enum Event {
     /// The host called the export `tick(now)`.
     Tick { tick: u64, now: i64 },
     /// The policy called an import.
-    Call(Call),
+    Call(Recorded),
     /// The export returned (or trapped).
     TickEnd { result: TickResult },
 }
 
-/// One import call: its WIT name, arguments and result.
+/// One import call as recorded: its WIT name, arguments and result.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Call {
+pub struct Recorded {
     pub call: String,
     pub args: Value,
     pub result: Value,

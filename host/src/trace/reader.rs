@@ -1,6 +1,6 @@
 //! Reads a trace back, grouped by tick.
 
-use super::{Call, Event, Header, TRACE_FORMAT, TRACE_FORMAT_VERSION, TickResult, WIT_PACKAGE};
+use super::{Event, Header, Recorded, TRACE_FORMAT, TRACE_FORMAT_VERSION, TickResult, WIT_PACKAGE};
 use std::io::BufRead;
 use std::path::{Path, PathBuf};
 
@@ -32,7 +32,7 @@ pub enum TraceError {
 pub struct TickRecord {
     pub tick: u64,
     pub now: i64,
-    pub calls: Vec<Call>,
+    pub calls: Vec<Recorded>,
     /// None when the trace ends inside this tick (the recording was cut off).
     pub result: Option<TickResult>,
 }
