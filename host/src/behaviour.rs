@@ -92,13 +92,38 @@ impl Verdict {
 }
 
 /// Runs `candidate` and `default` over [`PROFILES`] and the golden traces.
+///
+/// The default's runs take a thread of their own beside the candidate's:
+/// the two sides share nothing but the engines, and each run is the same
+/// whichever thread makes it.
 pub fn test(candidate: &PolicyEngine, default: &PolicyEngine, plan: Plan) -> Verdict {
+    let (candidates, defaults) = std::thread::scope(|scope| {
+        let defaults = scope.spawn(|| {
+            PROFILES
+                .iter()
+                .map(|&profile| run(default, profile, plan))
+                .collect::<Vec<_>>()
+        });
+        let candidates: Vec<Figures> = PROFILES
+            .iter()
+            .map(|&profile| run(candidate, profile, plan))
+            .collect();
+        let defaults = defaults.join().unwrap_or_else(|_| {
+            let failed = Figures {
+                failure: Some("the default's runs panicked".into()),
+                ..Figures::default()
+            };
+            vec![failed; PROFILES.len()]
+        });
+        (candidates, defaults)
+    });
     let profiles = PROFILES
         .iter()
-        .map(|&profile| ProfileResult {
+        .zip(candidates.into_iter().zip(defaults))
+        .map(|(&profile, (candidate, default))| ProfileResult {
             profile,
-            candidate: run(candidate, profile, plan),
-            default: run(default, profile, plan),
+            candidate,
+            default,
         })
         .collect();
     Verdict {
