@@ -97,8 +97,8 @@ impl Scripted {
             .claim_due_except(now, limit, lease_ms, skip)
             .map_err(|e| e.to_string())
     }
-    fn settle(&mut self, outcomes: Vec<Outcome>) -> Result<u32, String> {
-        self.outbox.settle(&outcomes).map_err(|e| e.to_string())
+    fn settle(&mut self, outcomes: &[Outcome]) -> Result<u32, String> {
+        self.outbox.settle(outcomes).map_err(|e| e.to_string())
     }
     fn reclaim(&mut self, now: TimestampMs) -> Result<u32, String> {
         self.outbox.reclaim(now).map_err(|e| e.to_string())
@@ -137,7 +137,7 @@ impl Scripted {
             bucket.tokens = 0.0;
         }
     }
-    fn session_states(&mut self, pubkeys: Vec<String>) -> Vec<SessionState> {
+    fn session_states(&mut self, pubkeys: &[String]) -> Vec<SessionState> {
         pubkeys
             .iter()
             .map(|k| {
@@ -148,7 +148,7 @@ impl Scripted {
             })
             .collect()
     }
-    fn send_batch(&mut self, dispatches: Vec<Dispatch>) -> Vec<SendResult> {
+    fn send_batch(&mut self, dispatches: &[Dispatch]) -> Vec<SendResult> {
         let now = self.clock;
         let results = dispatches
             .iter()
@@ -182,7 +182,7 @@ impl sluice_policy::Answer for Scripted {
                 lease_ms,
                 skip,
             } => Reply::Rows(self.claim_due(now, limit, lease_ms, &skip)),
-            Call::Settle { outcomes } => Reply::Count(self.settle(outcomes)),
+            Call::Settle { outcomes } => Reply::Count(self.settle(&outcomes)),
             Call::Reclaim { now } => Reply::Count(self.reclaim(now)),
             Call::Expire { now, cutoff } => Reply::Count(self.expire(now, cutoff)),
             Call::NextDueAt { skip } => Reply::DueAt(self.next_due_at(&skip)),
@@ -191,8 +191,8 @@ impl sluice_policy::Answer for Scripted {
                 self.throttle();
                 Reply::Nothing
             }
-            Call::SessionStates { pubkeys } => Reply::Sessions(self.session_states(pubkeys)),
-            Call::SendBatch { dispatches, .. } => Reply::Sent(self.send_batch(dispatches)),
+            Call::SessionStates { pubkeys } => Reply::Sessions(self.session_states(&pubkeys)),
+            Call::SendBatch { dispatches, .. } => Reply::Sent(self.send_batch(&dispatches)),
             Call::Now {} => Reply::Time(self.clock),
             Call::RandomBytes { len } => Reply::Bytes(self.random_bytes(len)),
             // Logs change nothing a trace replays.

@@ -1,7 +1,7 @@
 //! `sluice run` and `sluice demo`.
 
 use crate::config::Config;
-use crate::daemon::{Daemon, PolicyChoice, RunSummary};
+use crate::daemon::{PolicyChoice, RunSummary, Start};
 use crate::demo;
 use crate::metrics::{self, Metrics};
 use anyhow::Context as _;
@@ -69,14 +69,12 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
         Some(address) => Some((metrics::bind(address)?, Arc::new(Metrics::new()))),
         None => None,
     };
-    let mut daemon = Daemon::start_observed(
-        &config,
-        &policy,
-        args.exit_when_drained,
-        args.record.as_deref(),
-        served.as_ref().map(|(_, metrics)| metrics.ack_observer()),
-    )
-    .with_context(|| format!("starting the drain of {}", config.outbox.display()))?;
+    let mut daemon = Start::new(&config, &policy)
+        .exit_when_drained(args.exit_when_drained)
+        .record(args.record.as_deref())
+        .ack_latency(served.as_ref().map(|(_, metrics)| metrics.ack_observer()))
+        .start()
+        .with_context(|| format!("starting the drain of {}", config.outbox.display()))?;
     if let Some((listener, metrics)) = served {
         metrics.attach(&mut daemon, listener, &config.outbox)?;
     }
