@@ -5,7 +5,13 @@
 
 use crate::common::*;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Output};
+
+/// `sluice` on a Python component, with the longer bound such commands get
+/// (this file's calls shadow the common, 60 s one).
+fn sluice(args: &[&str]) -> Output {
+    sluice_within(args, PYTHON_COMMAND_TIME_MAX)
+}
 
 fn example() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../examples/python-default")

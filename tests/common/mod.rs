@@ -193,13 +193,23 @@ pub fn sluice_bin() -> &'static str {
 
 /// Runs `sluice` with `args` and waits (bounded).
 pub fn sluice(args: &[&str]) -> Output {
+    sluice_within(args, Duration::from_secs(60))
+}
+
+/// How long a command on a Python component may take before it counts as
+/// hung: its first compile alone takes 10 s on an idle machine, and `policy
+/// test` runs it through a dozen simulations beside the other tests.
+pub const PYTHON_COMMAND_TIME_MAX: Duration = Duration::from_secs(300);
+
+/// Runs `sluice` with `args` and waits at most `limit`.
+pub fn sluice_within(args: &[&str], limit: Duration) -> Output {
     let child = Command::new(sluice_bin())
         .args(args)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    wait_output(child, Duration::from_secs(60))
+    wait_output(child, limit)
 }
 
 /// Waits for a child, killing it if it outlives `limit`.
