@@ -29,6 +29,8 @@ fn main() {
         "guest/Cargo.toml",
         "guest-outage/src",
         "guest-outage/Cargo.toml",
+        "contract/src",
+        "contract/Cargo.toml",
         "policy/src",
         "policy/Cargo.toml",
         "outage/src",

@@ -2,7 +2,7 @@
 //! that lose nothing.
 
 use crate::common::*;
-use sluice::links::BrokerOptions;
+use sluice_test_broker::BrokerOptions;
 
 #[test]
 fn unknown_config_key_is_an_error_naming_it() {
@@ -257,7 +257,7 @@ fn policy_bundled_writes_the_components_and_every_golden_trace() {
     );
     assert_eq!(
         std::fs::read(dir.path().join("sluice-faulty.wasm")).unwrap(),
-        std::fs::read(env!("SLUICE_FAULTY_POLICY_WASM")).unwrap()
+        std::fs::read(sluice::bundled::FAULTY_POLICY_FILE).unwrap()
     );
     let golden = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/golden");
     let mut count = 0;

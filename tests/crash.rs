@@ -1,7 +1,7 @@
 //! Several drainers and crashes: at-least-once without needless re-sends.
 
 use crate::common::*;
-use sluice::links::BrokerOptions;
+use sluice_test_broker::BrokerOptions;
 use std::collections::BTreeSet;
 use std::time::Duration;
 

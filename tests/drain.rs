@@ -3,8 +3,8 @@
 //! compiled policy component.
 
 use crate::common::*;
-use sluice::links::BrokerOptions;
 use sluice::store::NewRow;
+use sluice_test_broker::BrokerOptions;
 use std::time::Duration;
 
 #[test]

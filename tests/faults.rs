@@ -6,10 +6,10 @@
 #![allow(clippy::unwrap_used)]
 
 use crate::common::*;
-use sluice::links::BrokerOptions;
+use sluice_test_broker::BrokerOptions;
 use std::time::Duration;
 
-const FAULTY: &str = env!("SLUICE_FAULTY_POLICY_WASM");
+const FAULTY: &str = sluice::bundled::FAULTY_POLICY_FILE;
 
 fn faulty_setup(broker: &TestBroker, fault: &str) -> Setup {
     let policy = format!("[policy]\nfault = \"{fault}\"\nack_timeout_ms = 1000\nlease_ms = 1500\n");

@@ -12,9 +12,9 @@
 #![allow(clippy::unwrap_used)]
 
 use sluice::engine::PolicyEngine;
-use sluice::replay::replay;
 use sluice::store::{NewRow, Outbox};
 use sluice::trace::{Header, PolicyId, Recorder, TickResult, Trace, TraceWriter};
+use sluice_lab::replay::replay;
 use sluice_policy::{
     Call, ClaimFilter, Dispatch, MeshLink, Outcome, RATE_BUDGET_EMPTY, Reply, Route, Row,
     SendResult, SessionState, TimestampMs,
@@ -651,7 +651,7 @@ fn without_policy_hash(trace: &str) -> String {
 #[test]
 fn planted_bugs_diverge_from_the_golden_traces() {
     bless_once();
-    let bytes = std::fs::read(env!("SLUICE_FAULTY_POLICY_WASM")).unwrap();
+    let bytes = std::fs::read(sluice::bundled::FAULTY_POLICY_FILE).unwrap();
     for fault in ["session_over_daemon", "never_dead", "forget_settle"] {
         let mut caught = Vec::new();
         for scenario in scenarios() {

@@ -10,8 +10,8 @@ use super::load;
 use crate::common::*;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
-use sluice::links::BrokerOptions;
 use sluice::store::NewRow;
+use sluice_test_broker::BrokerOptions;
 use std::time::{Duration, Instant};
 
 /// A row with a ciphertext of its own (so a swapped one shows), over the
@@ -90,7 +90,7 @@ fn lie_is_refused_and_rolled_back(fault: &str, rule: &str) {
         done() == 8
     });
 
-    let faulty = std::path::Path::new(env!("SLUICE_FAULTY_POLICY_WASM"));
+    let faulty = std::path::Path::new(sluice::bundled::FAULTY_POLICY_FILE);
     let setting = format!("fault={fault}");
     let loaded = load(&setup, faulty, &["--setting", &setting]);
     assert!(loaded.status.success(), "{}", stderr(&loaded));

@@ -6,8 +6,9 @@
 #![allow(clippy::unwrap_used)]
 
 use crate::common::*;
-use sluice::links::{BrokerOptions, MemberKey, RateLimit};
+use sluice::links::MemberKey;
 use sluice::store::NewRow;
+use sluice_test_broker::{BrokerOptions, RateLimit};
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
@@ -212,7 +213,7 @@ fn sessions_added_and_removed_while_running_take_effect_without_a_restart() {
 /// the mesh's `ca_file`, refused without it (and `sluice status` says why).
 #[test]
 fn wss_with_a_private_certificate_needs_the_ca_file() {
-    let (cert, key) = sluice::links::self_signed_localhost();
+    let (cert, key) = sluice_test_broker::self_signed_localhost();
     let broker = TestBroker::start_tls(BrokerOptions::default(), &cert, &key);
     let url = broker.url();
     assert!(url.starts_with("wss://localhost:"), "{url}");
@@ -253,7 +254,7 @@ fn wss_with_a_private_certificate_needs_the_ca_file() {
 /// every row ends done.
 #[test]
 fn a_broker_back_on_a_new_certificate_is_drained_to_without_a_restart() {
-    let (cert, key) = sluice::links::self_signed_localhost();
+    let (cert, key) = sluice_test_broker::self_signed_localhost();
     let broker = TestBroker::start_tls(BrokerOptions::default(), &cert, &key);
     let address = broker.local_addr();
     let setup = Setup::with_mesh(
@@ -273,7 +274,7 @@ fn a_broker_back_on_a_new_certificate_is_drained_to_without_a_restart() {
     );
 
     drop(broker);
-    let (new_cert, new_key) = sluice::links::self_signed_localhost();
+    let (new_cert, new_key) = sluice_test_broker::self_signed_localhost();
     std::fs::write(&ca_file, &new_cert).unwrap();
     let broker = TestBroker::start_tls_at(address, BrokerOptions::default(), &new_cert, &new_key);
     setup.enqueue(&many("after", 10));

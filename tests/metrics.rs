@@ -5,8 +5,8 @@
 
 use crate::common::*;
 use prometheus_parse::{Sample, Scrape, Value};
-use sluice::links::BrokerOptions;
 use sluice::store::NewRow;
+use sluice_test_broker::BrokerOptions;
 use std::time::Duration;
 
 const GOOD_ROWS: usize = 20;

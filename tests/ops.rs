@@ -2,7 +2,7 @@
 
 use crate::common::*;
 use serde_json::Value;
-use sluice::links::BrokerOptions;
+use sluice_test_broker::BrokerOptions;
 
 /// A drain whose one row is for a mesh the config lacks: dead
 /// `no_broker_for_mesh`, logged by the policy as `drain_no_broker_for_mesh`.

@@ -9,7 +9,7 @@
 mod share;
 
 use crate::common::*;
-use sluice::links::BrokerOptions;
+use sluice_test_broker::BrokerOptions;
 use std::time::Duration;
 
 fn exec(setup: &Setup, sql: &str) {

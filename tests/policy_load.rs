@@ -11,17 +11,17 @@
 // Test code fails loudly: an unwrap here is an assertion.
 #![allow(clippy::unwrap_used)]
 
-use sluice::cli::policy_check::{CheckArgs, check};
 use sluice::engine::{
     CONTRACT, CacheStatus, DEFAULT_POLICY_WASM, LoadError, PolicyCache, PolicyEngine,
 };
 use sluice::policy_settings::PolicySettings;
-use sluice::validate::{BRIEF_SIM_ROWS, BRIEF_SIM_SEEDS, simulate_briefly, validate};
+use sluice_cli::policy_check::{CheckArgs, check};
+use sluice_lab::validate::{BRIEF_SIM_ROWS, BRIEF_SIM_SEEDS, simulate_briefly, validate};
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-const FAULTY: &str = env!("SLUICE_FAULTY_POLICY_WASM");
+const FAULTY: &str = sluice::bundled::FAULTY_POLICY_FILE;
 const WIT: &str = include_str!("../wit/drain.wit");
 const WIT_0_1_0: &str = include_str!("fixtures/drain-0.1.0.wit");
 
@@ -447,11 +447,11 @@ fn policy_check_refuses_each_lie_naming_its_rule() {
 #[test]
 fn policy_test_passes_a_different_policy_and_fails_a_broken_one() {
     use crate::common::{sluice, stderr, stdout};
-    let outage = env!("SLUICE_OUTAGE_POLICY_WASM");
+    let outage = sluice::bundled::OUTAGE_POLICY_FILE;
     let out = sluice(&["policy", "test", outage, "--seeds", "1", "--rows", "150"]);
     let text = stdout(&out);
     assert!(out.status.success(), "{text}{}", stderr(&out));
-    for profile in sluice::behaviour::PROFILES {
+    for profile in sluice_lab::behaviour::PROFILES {
         assert!(text.contains(profile), "{profile} missing: {text}");
     }
     assert!(text.contains("test     ok"), "{text}");

@@ -5,7 +5,7 @@
 #![allow(clippy::unwrap_used)]
 
 use crate::common::*;
-use sluice::links::BrokerOptions;
+use sluice_test_broker::BrokerOptions;
 
 #[test]
 fn a_recorded_run_replays_identically_and_a_changed_setting_is_named() {

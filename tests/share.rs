@@ -3,17 +3,17 @@
 //! found corrupt stops the drain with one message.
 
 use crate::common::{self, MESH, Setup, TestBroker, now_ms, wait_output};
-use sluice::links::BrokerOptions;
 use sluice::store::NewRow;
+use sluice_test_broker::BrokerOptions;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-/// Runs the sharing harness (`host/benches/share/harness.py`) once, with
+/// Runs the sharing harness (`cli/benches/share/harness.py`) once, with
 /// Debian's python3 and its `sqlite3` module as the producer and the readers.
 #[test]
 fn a_full_speed_drain_beside_a_producer_on_an_older_sqlite_leaves_the_file_intact() {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let harness = root.join("host/benches/share/harness.py");
+    let harness = root.join("cli/benches/share/harness.py");
     let work = tempfile::tempdir().unwrap();
     let json = work.path().join("runs.json");
     let output = Command::new("python3")

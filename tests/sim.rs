@@ -2,19 +2,19 @@
 //! simulated outbox and broker, every invariant checked after every tick.
 //!
 //! A failing seed prints `SLUICE_SEED=<n>` and the commands that rerun it;
-//! `SLUICE_SEED=<n> cargo test --release -p sluice --test e2e sim::` runs just that
+//! `SLUICE_SEED=<n> cargo test --release -p sluice-cli --test e2e sim::` runs just that
 //! seed in `many_seeds_keep_every_invariant`.
 #![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 
 use crate::common::*;
 use sluice::engine::PolicyEngine;
-use sluice::sim::runner::loop_trace_path;
-use sluice::sim::{Profile, Sim, SimConfig, SimOutcome, SimPolicy, Stop, TraceSink};
 use sluice::trace::Trace;
+use sluice_lab::sim::runner::loop_trace_path;
+use sluice_lab::sim::{Profile, Sim, SimConfig, SimOutcome, SimPolicy, Stop, TraceSink};
 use std::path::Path;
 use std::time::Instant;
 
-const FAULTY: &str = env!("SLUICE_FAULTY_POLICY_WASM");
+const FAULTY: &str = sluice::bundled::FAULTY_POLICY_FILE;
 /// Seeds `many_seeds_keep_every_invariant` runs.
 const SEEDS: u64 = 200;
 const ROWS: u32 = 1_000;
@@ -54,7 +54,7 @@ fn simulate(
 
 fn rerun_hint(seed: u64, profile: &str, test: &str) -> String {
     format!(
-        "SLUICE_SEED={seed}: rerun with `SLUICE_SEED={seed} cargo test --release -p sluice --test e2e sim::{test}` \
+        "SLUICE_SEED={seed}: rerun with `SLUICE_SEED={seed} cargo test --release -p sluice-cli --test e2e sim::{test}` \
          or `sluice sim --seed {seed} --rows {ROWS} --faults {profile}`"
     )
 }

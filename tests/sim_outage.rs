@@ -3,16 +3,16 @@
 //! profiles, and a ten-minute broker outage measured against the default.
 //!
 //! A failing seed prints `SLUICE_SEED=<n>`; `SLUICE_SEED=<n> cargo test
-//! --release -p sluice --test e2e sim_outage::` runs just that seed.
+//! --release -p sluice-cli --test e2e sim_outage::` runs just that seed.
 #![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 
 use sluice::engine::PolicyEngine;
-use sluice::sim::outbox::Status;
-use sluice::sim::{Profile, Sim, SimConfig, SimOutcome, SimPolicy, Stop, TraceSink};
+use sluice_lab::sim::outbox::Status;
+use sluice_lab::sim::{Profile, Sim, SimConfig, SimOutcome, SimPolicy, Stop, TraceSink};
 use std::collections::BTreeMap;
 use std::time::Instant;
 
-const OUTAGE: &str = env!("SLUICE_OUTAGE_POLICY_WASM");
+const OUTAGE: &str = sluice::bundled::OUTAGE_POLICY_FILE;
 /// As `tests/sim.rs`: seeds of the mixed profile, half as many harsh ones.
 const SEEDS: u64 = 200;
 const ROWS: u32 = 1_000;
@@ -78,7 +78,7 @@ fn run_seeds_with(
         .unwrap();
         let outcome = sim.run();
         let hint = format!(
-            "SLUICE_SEED={seed}: rerun with `SLUICE_SEED={seed} cargo test --release -p sluice --test e2e sim_outage::` \
+            "SLUICE_SEED={seed}: rerun with `SLUICE_SEED={seed} cargo test --release -p sluice-cli --test e2e sim_outage::` \
              or `sluice sim --seed {seed} --rows {rows} --faults {profile} --policy {OUTAGE}`"
         );
         if let Stop::Violation(violation) = &outcome.stop {

@@ -11,7 +11,7 @@
 mod guard;
 
 use crate::common::*;
-use sluice::links::BrokerOptions;
+use sluice_test_broker::BrokerOptions;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -21,7 +21,7 @@ fn two_policies(dir: &Path) -> (PathBuf, PathBuf) {
     let default = dir.join("default.wasm");
     let other = dir.join("other.wasm");
     std::fs::write(&default, sluice::engine::DEFAULT_POLICY_WASM).unwrap();
-    std::fs::copy(env!("SLUICE_FAULTY_POLICY_WASM"), &other).unwrap();
+    std::fs::copy(sluice::bundled::FAULTY_POLICY_FILE, &other).unwrap();
     (default, other)
 }
 

@@ -5,7 +5,7 @@
 
 use crate::common::*;
 
-const FAULTY: &str = env!("SLUICE_FAULTY_POLICY_WASM");
+const FAULTY: &str = sluice::bundled::FAULTY_POLICY_FILE;
 
 /// The numbers a policy printed after "std's clock reads ".
 fn clock_readings(log: &str) -> Vec<i64> {

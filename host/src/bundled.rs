@@ -19,6 +19,16 @@ pub struct BundledPolicy {
     pub purpose: &'static str,
 }
 
+/// Where the build left the faulty test policy, as a file: for the tests
+/// and benches, which load it by path. A path on the machine that built
+/// this library; nothing in the daemon reads it.
+#[doc(hidden)]
+pub const FAULTY_POLICY_FILE: &str = env!("SLUICE_FAULTY_POLICY_WASM");
+
+/// Where the build left the outage-aware policy, as a file (see above).
+#[doc(hidden)]
+pub const OUTAGE_POLICY_FILE: &str = env!("SLUICE_OUTAGE_POLICY_WASM");
+
 /// The bundled components, the embedded default first.
 pub const POLICIES: &[BundledPolicy] = &[
     BundledPolicy {

@@ -12,6 +12,7 @@
 //! and the next one runs on the new policy.
 
 use crate::engine::{PolicyEngine, PolicyMeta};
+use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -50,6 +51,18 @@ struct State {
     live_proven: bool,
     traps_in_a_row: u32,
     halted: Option<String>,
+}
+
+/// Checks a candidate against the recorded traces of `--verify DIR` before
+/// it reaches [`PolicySlot::install`]. Replaying traces is the lab's work
+/// (`sluice_lab::validate::TraceVerifier`); a drainer is handed a verifier by
+/// whoever assembles it ([`crate::daemon::Start::verifier`]), and one that
+/// was given none refuses to start with `verify` set.
+pub trait Verifier: Send + Sync {
+    /// Ok when `engine`, loaded from `path`, replays every trace in `dir`;
+    /// Err is the message to log: which traces diverged and where, or why
+    /// none could be read.
+    fn verify(&self, path: &Path, engine: &PolicyEngine, dir: &Path) -> Result<(), String>;
 }
 
 /// The live policy, shared by every loop of the process.

@@ -4,7 +4,8 @@
 //! Not a test: a measurement, printed for a human.
 
 use sluice_contract::{Dispatch, Route, SendResult};
-use sluice_links::{Broker, BrokerOptions, LinkOptions, Links, MemberKey, MeshConfig};
+use sluice_links::{LinkOptions, Links, MemberKey, MeshConfig};
+use sluice_test_broker::{Broker, BrokerOptions};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 

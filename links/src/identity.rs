@@ -140,7 +140,7 @@ pub fn verify_hex(pubkey_hex: &str, message: &str, signature_hex: &str) -> bool 
 
 /// Wall-clock milliseconds since the Unix epoch: the clock hellos are
 /// stamped with and checked against.
-pub(crate) fn now_ms() -> i64 {
+pub fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |elapsed| {

@@ -16,7 +16,9 @@
 //! - `connection`: an open link's loop; `writer` its write half;
 //!   `inflight` the sends waiting for acks; `budget` the mirror of the
 //!   broker's per-member send budget.
-//! - `broker`: a test broker that checks hellos as the real one does.
+//!
+//! The test broker that checks hellos as the real one does is a crate of its
+//! own (`test-broker/`); it speaks through `wire` and `identity` here.
 //!
 //! This crate never classifies a broker's answer: `Rejected` carries the
 //! broker's text and `Failed` the transport failure; the policy decides.
@@ -26,7 +28,6 @@
 //! (never on a runtime worker: `block_on` there panics).
 
 mod backoff;
-pub mod broker;
 mod budget;
 mod config;
 mod connect;
@@ -43,23 +44,19 @@ mod route;
 mod sessions;
 mod tls;
 mod tracker;
-mod wire;
+pub mod wire;
 mod writer;
 
-pub use broker::{
-    Broker, BrokerOptions, BrokerStats, Member, MembersError, OptionError, Peer, RateLimit,
-    RefusalCode, SentFrame, load_members, self_signed_localhost,
-};
 pub use budget::{MeshBudget, REFILL_WAIT_MAX, TokenBucket, UNLIMITED_REFUSED_PAUSE};
 pub use config::{
-    ACK_TIMEOUT_MAX, ATTESTATION_TTL_DEFAULT, ATTESTATION_TTL_MAX, AckObserver, CONNECT_TIMEOUT,
-    HELLO_TIMEOUT, LINK_COMMANDS_MAX, LINK_PING_INTERVAL, LINK_SILENCE_MAX, LinkOptions, LinkState,
-    MAX_INBOUND_MESSAGE_BYTES, MeshConfig, SessionLinkConfig,
+    ACK_TIMEOUT_MAX, ATTESTATION_TTL_DEFAULT, ATTESTATION_TTL_MAX, AckObserver, CLOSE_TIMEOUT,
+    CONNECT_TIMEOUT, HELLO_TIMEOUT, LINK_COMMANDS_MAX, LINK_PING_INTERVAL, LINK_SILENCE_MAX,
+    LinkOptions, LinkState, MAX_INBOUND_MESSAGE_BYTES, MeshConfig, SessionLinkConfig,
 };
 pub use connect::LinkError;
 pub use identity::{
-    KeyError, MemberKey, daemon_hello_message, session_attestation_message, session_hello_message,
-    verify_hex,
+    KeyError, MemberKey, daemon_hello_message, now_ms, session_attestation_message,
+    session_hello_message, verify_hex,
 };
 pub use links::Links;
 pub use report::{LinkKind, LinkReport};

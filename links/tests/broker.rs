@@ -4,7 +4,8 @@
 use crate::broker_support::*;
 use futures_util::SinkExt as _;
 use serde_json::json;
-use sluice_links::{BrokerOptions, Member, MemberKey};
+use sluice_links::MemberKey;
+use sluice_test_broker::{BrokerOptions, Member};
 use std::time::Duration;
 use tokio_tungstenite::tungstenite::Message;
 
@@ -208,7 +209,7 @@ async fn the_same_session_id_closes_the_older_connection_with_session_replaced()
 async fn a_mesh_at_capacity_refuses_the_next_hello() {
     let broker = start_broker(BrokerOptions::default()).await;
     let mut sockets = Vec::new();
-    for i in 0..sluice_links::broker::CONNECTIONS_PER_MESH_MAX {
+    for i in 0..sluice_test_broker::CONNECTIONS_PER_MESH_MAX {
         sockets.push(open(&broker.url(), &hello(&format!("s-{i}"))).await);
     }
     let message = "mesh at connection capacity";
@@ -220,7 +221,7 @@ async fn a_frame_over_64_kib_closes_the_socket() {
     let broker = start_broker(BrokerOptions::default()).await;
     let mut socket = open(&broker.url(), &hello("s-big")).await;
     let mut big = send("big", "*");
-    big["ciphertext"] = json!("x".repeat(sluice_links::broker::MAX_FRAME_BYTES));
+    big["ciphertext"] = json!("x".repeat(sluice_test_broker::MAX_FRAME_BYTES));
     let _ = socket.send(Message::text(big.to_string())).await;
     let ended = tokio::time::timeout(PATIENCE, async {
         use futures_util::StreamExt as _;
@@ -245,7 +246,7 @@ async fn a_keys_file_lists_members_and_a_bad_key_is_named() {
     let key = member_key().public_hex();
     std::fs::write(&good, format!("[[member]]\nmesh_id = \"m\"\nmember_id = \"u\"\npublic_key = \"{key}\"\n\n[[member]]\nmesh_id = \"n\"\npublic_key = \"{key}\"\n"))
         .expect("write");
-    let members = sluice_links::load_members(&good).expect("valid keys file");
+    let members = sluice_test_broker::load_members(&good).expect("valid keys file");
     assert_eq!(members.len(), 2);
     assert_eq!(
         (
@@ -256,14 +257,14 @@ async fn a_keys_file_lists_members_and_a_bad_key_is_named() {
     );
     let bad = dir.join("bad.toml");
     std::fs::write(&bad, "[[member]]\nmesh_id = \"m\"\npublic_key = \"xyz\"\n").expect("write");
-    let error = sluice_links::load_members(&bad)
+    let error = sluice_test_broker::load_members(&bad)
         .expect_err("short key")
         .to_string();
     assert!(
         error.contains("member 0") && error.contains("64 hex"),
         "{error}"
     );
-    let missing = sluice_links::load_members(&dir.join("absent.toml"))
+    let missing = sluice_test_broker::load_members(&dir.join("absent.toml"))
         .expect_err("missing file")
         .to_string();
     assert!(missing.contains("cannot read keys file"), "{missing}");

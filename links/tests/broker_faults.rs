@@ -2,7 +2,7 @@
 //! the same seed and the same frames give the same faults.
 
 use crate::broker_support::*;
-use sluice_links::{BrokerOptions, RefusalCode};
+use sluice_test_broker::{BrokerOptions, RefusalCode};
 
 /// Sends `count` broadcasts and returns the ids whose ack came back, in
 /// order, reading until the last send's ack or `QUIET` of silence.

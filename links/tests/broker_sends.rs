@@ -3,8 +3,8 @@
 
 use crate::broker_support::*;
 use serde_json::json;
-use sluice_links::broker::NO_CONNECTED_PEER;
-use sluice_links::{BrokerOptions, RateLimit};
+use sluice_test_broker::NO_CONNECTED_PEER;
+use sluice_test_broker::{BrokerOptions, RateLimit};
 use std::time::Duration;
 
 #[tokio::test]

@@ -6,7 +6,7 @@ use crate::broker_support::*;
 use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject as _;
 use rustls::{ClientConfig, RootCertStore};
-use sluice_links::{Broker, BrokerOptions, self_signed_localhost};
+use sluice_test_broker::{Broker, BrokerOptions, self_signed_localhost};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio_tungstenite::{Connector, connect_async_tls_with_config};

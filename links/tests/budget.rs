@@ -4,7 +4,8 @@
 
 use crate::common::*;
 use sluice_contract::SendResult;
-use sluice_links::{BrokerOptions, LinkState, Links, MeshBudget, RateLimit};
+use sluice_links::{LinkState, Links, MeshBudget};
+use sluice_test_broker::{BrokerOptions, RateLimit};
 use std::time::Duration;
 
 const ACK_TIMEOUT: Duration = Duration::from_secs(10);

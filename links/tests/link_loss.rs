@@ -4,7 +4,8 @@
 use crate::common::*;
 use crate::scripted::Scripted;
 use sluice_contract::SendResult;
-use sluice_links::{BrokerOptions, LinkKind, LinkState, Links};
+use sluice_links::{LinkKind, LinkState, Links};
+use sluice_test_broker::BrokerOptions;
 use std::time::Duration;
 use tokio::time::Instant;
 
@@ -138,7 +139,7 @@ async fn a_link_to_a_closed_port_stays_connecting_and_refuses_sends_at_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refused_hello_keeps_the_link_connecting_and_it_tries_again() {
     let stranger = sluice_links::MemberKey::from_seed([1; 32]).public_hex();
-    let members = vec![sluice_links::Member {
+    let members = vec![sluice_test_broker::Member {
         mesh_id: MESH_ID.into(),
         member_id: None,
         public_key: stranger,
@@ -231,7 +232,7 @@ async fn a_link_reports_when_it_entered_its_state_and_clears_the_error_once_open
     let mut changes = links.changes();
     changes.borrow_and_update();
     // A broker appears on that port: the link opens and forgets the error.
-    let broker = sluice_links::Broker::start(address, BrokerOptions::default())
+    let broker = sluice_test_broker::Broker::start(address, BrokerOptions::default())
         .await
         .expect("the port is free again");
     assert!(links.wait_open(PATIENCE).await, "{:?}", links.reports());

@@ -3,7 +3,8 @@
 
 use crate::common::*;
 use sluice_contract::{Dispatch, Route, SendResult};
-use sluice_links::{BrokerOptions, Links};
+use sluice_links::Links;
+use sluice_test_broker::BrokerOptions;
 use std::collections::BTreeSet;
 use std::time::Duration;
 use tokio::time::Instant;

@@ -6,7 +6,8 @@
 mod common;
 
 use common::*;
-use sluice_links::{BrokerOptions, FAILURE_WARN_EVERY, LinkOptions, Links};
+use sluice_links::{FAILURE_WARN_EVERY, LinkOptions, Links};
+use sluice_test_broker::BrokerOptions;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tracing::field::{Field, Visit};
@@ -82,7 +83,7 @@ async fn a_link_that_stays_down_warns_once_then_every_so_many_attempts() {
         "{:?}",
         links.reports()
     );
-    let broker = sluice_links::Broker::start(address, BrokerOptions::default())
+    let broker = sluice_test_broker::Broker::start(address, BrokerOptions::default())
         .await
         .expect("the port is free again");
     assert!(links.wait_open(PATIENCE).await, "{:?}", links.reports());

@@ -5,7 +5,8 @@
 use crate::common::*;
 use crate::scripted::Scripted;
 use sluice_contract::{SendResult, SessionState};
-use sluice_links::{BrokerOptions, LinkKind, LinkState, Links};
+use sluice_links::{LinkKind, LinkState, Links};
+use sluice_test_broker::BrokerOptions;
 use std::time::Duration;
 use tokio::time::Instant;
 

@@ -8,7 +8,8 @@
 
 use crate::common::*;
 use sluice_contract::{SendResult, SessionState};
-use sluice_links::{Broker, BrokerOptions, LinkState, Links, MeshConfig, read_ca_file};
+use sluice_links::{LinkState, Links, MeshConfig, read_ca_file};
+use sluice_test_broker::{Broker, BrokerOptions};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -26,7 +27,7 @@ async fn tls_broker() -> (Broker, String) {
 
 /// A test broker on `bind` serving a certificate made for it.
 async fn tls_broker_at(bind: SocketAddr) -> (Broker, String) {
-    let (cert_pem, key_pem) = sluice_links::self_signed_localhost();
+    let (cert_pem, key_pem) = sluice_test_broker::self_signed_localhost();
     let broker = Broker::start_tls(bind, BrokerOptions::default(), &cert_pem, &key_pem)
         .await
         .expect("broker binds");
@@ -177,7 +178,7 @@ async fn a_broker_back_on_a_new_certificate_is_trusted_once_ca_file_holds_it() {
 async fn retry_now_reads_ca_file_again_without_waiting_out_the_delay() {
     let (broker, cert) = tls_broker().await;
     let ca_file = temp_file("later.pem", "");
-    let (other_cert, _) = sluice_links::self_signed_localhost();
+    let (other_cert, _) = sluice_test_broker::self_signed_localhost();
     std::fs::write(&ca_file, &other_cert).unwrap();
     let patient = sluice_links::LinkOptions {
         reconnect_min: Duration::from_secs(60),

@@ -101,7 +101,7 @@ pub(crate) const CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS outbox (
 /// each further index on them costs every claim and settle: Sluice's earlier
 /// `outbox_due(status, next_attempt_at, enqueued_at)`, kept beside the
 /// producers' index, cost about a fifth of the store's throughput (measured:
-/// `cargo bench -p sluice`); it is dropped where found.
+/// `cargo bench -p sluice-cli`); it is dropped where found.
 pub(crate) const CREATE_INDEXES: &str = "
     CREATE INDEX IF NOT EXISTS outbox_pending ON outbox(status, next_attempt_at);
     DROP INDEX IF EXISTS outbox_due;";

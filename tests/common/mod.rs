@@ -4,8 +4,9 @@
 // Test fixtures fail loudly: an unwrap here is an assertion.
 #![allow(clippy::unwrap_used)]
 
-use sluice::links::{Broker, BrokerOptions, BrokerStats, MemberKey};
+use sluice::links::MemberKey;
 use sluice::store::{NewRow, Outbox};
+use sluice_test_broker::{Broker, BrokerOptions, BrokerStats};
 use std::io::{Read as _, Write as _};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};

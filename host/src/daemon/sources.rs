@@ -7,10 +7,10 @@ use super::PolicyChoice;
 use crate::config::Config;
 use crate::control::{self, ControlServer, LoadRequest};
 use crate::drain::{Signal, Signals};
-use crate::engine::PolicyMeta;
+use crate::engine::{PolicyEngine, PolicyMeta};
 use crate::linkstatus;
 use crate::policy_settings::PolicySettings;
-use crate::swap::PolicySlot;
+use crate::swap::{PolicySlot, Verifier};
 use crate::watch::PolicyWatcher;
 use sluice_links::Links;
 use std::path::{Path, PathBuf};
@@ -24,17 +24,39 @@ pub(super) struct Candidates {
     slot: Arc<PolicySlot>,
     signals: Signals,
     settings: PolicySettings,
-    verify: Option<PathBuf>,
+    /// `--verify`'s directory and what replays its traces.
+    verify: Option<(PathBuf, Arc<dyn Verifier>)>,
 }
 
 impl Candidates {
-    pub(super) fn new(slot: &Arc<PolicySlot>, signals: &Signals, config: &Config) -> Candidates {
+    pub(super) fn new(
+        slot: &Arc<PolicySlot>,
+        signals: &Signals,
+        config: &Config,
+        verify: Option<(PathBuf, Arc<dyn Verifier>)>,
+    ) -> Candidates {
         Candidates {
             slot: Arc::clone(slot),
             signals: signals.clone(),
             settings: config.policy.clone(),
-            verify: config.verify.clone(),
+            verify,
         }
+    }
+
+    /// The candidate loaded with `settings` (the contract by name and shape,
+    /// `info()`, `configure()`), then replayed against `--verify`'s traces.
+    fn check(
+        &self,
+        path: &Path,
+        bytes: &[u8],
+        settings: &PolicySettings,
+    ) -> Result<PolicyEngine, String> {
+        let engine = PolicyEngine::load_for(&path.display().to_string(), bytes, settings)
+            .map_err(|e| e.to_string())?;
+        if let Some((dir, verifier)) = &self.verify {
+            verifier.verify(path, &engine, dir)?;
+        }
+        Ok(engine)
     }
 
     fn take(
@@ -45,7 +67,7 @@ impl Candidates {
         reason: &'static str,
     ) -> Result<PolicyMeta, String> {
         let settings = self.settings.with_extra(extra);
-        match crate::validate::validate(path, bytes, &settings, self.verify.as_deref()) {
+        match self.check(path, bytes, &settings) {
             Ok(engine) => {
                 let meta = self.slot.install(engine, reason);
                 self.signals.send(Signal::Wake);

@@ -9,7 +9,7 @@ use crate::drain::{Drain, DrainOptions, Runner, Signals};
 use crate::engine::{PolicyEngine, PolicyMeta};
 use crate::guard::Guard;
 use crate::linkstatus;
-use crate::swap::{Audit, PolicySlot};
+use crate::swap::{Audit, PolicySlot, Verifier};
 use crate::trace::{Header, PolicyId, Recorder, TraceWriter};
 use crate::wake::{Reload, WakeListener};
 use crate::world::HostWorld;
@@ -28,6 +28,7 @@ pub struct Start<'a> {
     exit_when_drained: bool,
     record: Option<&'a Path>,
     ack_latency: Option<AckObserver>,
+    verifier: Option<Arc<dyn Verifier>>,
 }
 
 impl<'a> Start<'a> {
@@ -38,6 +39,7 @@ impl<'a> Start<'a> {
             exit_when_drained: false,
             record: None,
             ack_latency: None,
+            verifier: None,
         }
     }
 
@@ -61,9 +63,25 @@ impl<'a> Start<'a> {
         self
     }
 
+    /// What replays `--verify`'s traces against a candidate before a hot
+    /// swap (the binary gives the lab's). Without one, a config that names
+    /// `verify` is refused at start rather than swapped unverified.
+    pub fn verifier(mut self, verifier: Arc<dyn Verifier>) -> Start<'a> {
+        self.verifier = Some(verifier);
+        self
+    }
+
     /// Assembles the drainer; nothing runs until [`Daemon::run`].
     pub fn start(self) -> anyhow::Result<Daemon> {
         let config = self.config;
+        let verify = match (&config.verify, &self.verifier) {
+            (Some(dir), Some(verifier)) => Some((dir.clone(), Arc::clone(verifier))),
+            (Some(dir), None) => anyhow::bail!(
+                "verify = {} is set, but this drainer was assembled without a trace verifier, so no swapped-in policy could be checked against it; give daemon::Start::verifier one (the sluice binary gives sluice_lab::validate::TraceVerifier), or leave verify unset",
+                dir.display()
+            ),
+            (None, _) => None,
+        };
         let _ = rustls::crypto::ring::default_provider().install_default();
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
@@ -106,7 +124,7 @@ impl<'a> Start<'a> {
         };
         let (watcher, control) = match &slot {
             Some(slot) => {
-                let candidates = Candidates::new(slot, &signals, config);
+                let candidates = Candidates::new(slot, &signals, config, verify);
                 swap_sources(candidates, self.policy, config, runtime.handle())
             }
             None => (None, None),

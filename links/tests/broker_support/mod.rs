@@ -6,9 +6,9 @@
 use futures_util::{SinkExt as _, StreamExt as _};
 use serde_json::{Value, json};
 use sluice_links::{
-    Broker, BrokerOptions, MemberKey, daemon_hello_message, session_attestation_message,
-    session_hello_message,
+    MemberKey, daemon_hello_message, session_attestation_message, session_hello_message,
 };
+use sluice_test_broker::{Broker, BrokerOptions};
 use std::net::SocketAddr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::net::TcpStream;

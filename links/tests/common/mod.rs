@@ -4,9 +4,9 @@
 
 use sluice_contract::{Dispatch, Route, SendResult};
 use sluice_links::{
-    ATTESTATION_TTL_DEFAULT, Broker, BrokerOptions, LinkOptions, Links, MemberKey, MeshConfig,
-    SessionLinkConfig,
+    ATTESTATION_TTL_DEFAULT, LinkOptions, Links, MemberKey, MeshConfig, SessionLinkConfig,
 };
+use sluice_test_broker::{Broker, BrokerOptions};
 use std::net::SocketAddr;
 use std::time::Duration;
 use tokio::time::Instant;
