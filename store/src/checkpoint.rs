@@ -67,6 +67,14 @@ impl Drop for Checkpointer {
 }
 
 impl Outbox {
+    /// One passive checkpoint on this connection: copies back what the WAL
+    /// holds beyond every reader's snapshot, without waiting for anybody.
+    pub(crate) fn copy_back(&mut self) -> Result<(), StoreError> {
+        self.conn
+            .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
+            .map_err(sqlite(&self.path, "copying the WAL back"))
+    }
+
     /// Turns off automatic checkpoints on this connection and starts a thread
     /// with its own connection running `PRAGMA wal_checkpoint(PASSIVE)` every
     /// [`CHECKPOINT_INTERVAL`], or sooner when nudged; it stops when the

@@ -7,23 +7,36 @@
 //!
 //! - **Company is noticed.** Sluice has company while another process holds
 //!   a lock on the file (every open SQLite connection holds one; Linux's
-//!   `/proc/locks` lists them, looked at every [`PEERS_LOOK_EVERY`]), or while
-//!   another connection committed within [`PEER_ACTIVE`] (this connection's
-//!   `PRAGMA data_version` changes only then).
+//!   `/proc/locks` lists them, looked at every [`ALONE_LOOK_EVERY`] while
+//!   alone), or while another connection committed within [`PEER_ACTIVE`]
+//!   (this connection's `PRAGMA data_version` changes only then). Alone, a
+//!   transaction is cut to about [`ALONE_TURN_BUDGET`], so a newcomer is
+//!   noticed within about one.
 //! - **Producers first.** With company, the write lock is left free for
 //!   [`GAP`] after each of Sluice's commits, and each of its transactions is
 //!   cut to about [`TURN_BUDGET`] of work (a claim or settle of more rows
 //!   becomes several transactions). A producer that finds the lock taken
 //!   sleeps in SQLite's busy handler and tries again 1 ms, then 3 ms after
 //!   its first try: with turns of at most 3 ms and gaps of 2 ms, one of those
-//!   two tries lands in a gap. Alone, Sluice writes whole batches, no gap.
-//! - **A WAL copied back at once.** A producer whose commit finds 1000 frames
-//!   in the WAL checkpoints inside that commit; the checkpoint thread, nudged
-//!   by Sluice's commits (`checkpoint`), leaves it little to copy.
+//!   two tries lands in a gap. Alone, no gap.
+//! - **Nobody waits long.** A producer that misses both tries sleeps 5, 10,
+//!   15, 20 ms before the next ones, and one that came while Sluice was alone
+//!   may be well into that. The lock is left free for [`STAND_ASIDE`], longer
+//!   than those steps, when company comes, and once whenever a producer that
+//!   committed every few milliseconds falls silent (a producer asleep in its
+//!   busy handler looks exactly like that).
+//! - **A WAL copied back in the gaps.** A producer whose commit finds 1000
+//!   frames in the WAL checkpoints inside that commit. With company Sluice
+//!   copies the WAL back itself at the end of each gap, just before its next
+//!   transaction: a writer that begins on a WAL copied whole starts it over
+//!   from its first frame, so the WAL stays short and a producer's commit
+//!   seldom has anything to copy. Alone, the checkpoint thread, nudged by
+//!   Sluice's commits (`checkpoint`), does it.
 //! - **A corrupt file stops every write.** The first `SQLITE_CORRUPT` is kept;
 //!   from then on every call fails with it and touches nothing.
 //!
-//! Owns: the turn, the gap, noticing company, the corruption latch.
+//! Owns: the turn, the gap, standing aside, noticing company, the
+//! corruption latch.
 //! Not here: the statements (`claim`, `settle`, `sweep`), the checkpoint
 //! thread (`checkpoint`).
 
@@ -53,8 +66,25 @@ pub const TURN_BUDGET: Duration = Duration::from_micros(2500);
 /// Sluice crawl a row at a time.
 const TURN_ROWS_MIN: usize = 16;
 
-/// How often `/proc/locks` is read for other processes on the file.
+/// Alone, a transaction holds the write lock about this long at most, so that
+/// a newcomer is noticed within about one of them.
+pub const ALONE_TURN_BUDGET: Duration = Duration::from_millis(8);
+/// Alone, how often `/proc/locks` is read for a newcomer on the file: at
+/// almost every turn. A newcomer's busy handler retries 1, 3, 8, 18 and 33 ms
+/// after its first try; noticed a quarter of a second later, its retries
+/// would be 100 ms apart.
+pub const ALONE_LOOK_EVERY: Duration = Duration::from_millis(2);
+/// With company, how often `/proc/locks` is read to learn it has gone.
 pub const PEERS_LOOK_EVERY: Duration = Duration::from_millis(250);
+
+/// How long the lock is left free when company comes, and for a producer
+/// fallen silent: longer than the busy handler's steps in the first 100 ms
+/// of a wait (5, 10, 15, 20, 25 ms), so one of its retries lands in it.
+pub const STAND_ASIDE: Duration = Duration::from_millis(26);
+/// A producer is taken to be waiting when it has not committed for this many
+/// of its usual intervals between commits, and at least [`SILENCE_MIN`].
+pub const SILENCE_FACTOR: u32 = 3;
+pub const SILENCE_MIN: Duration = Duration::from_millis(10);
 
 /// One process's writing side of an outbox file. Shared by every loop of the
 /// process (`Arc`); each call is one or more short transactions.
@@ -75,6 +105,16 @@ struct Turn {
     last_commit: Instant,
     /// When another connection's commit was last noticed.
     peer_seen: Option<Instant>,
+    /// Average time between two noticed commits of other connections.
+    peer_every: Duration,
+    /// Whether Sluice already stood aside for the silence since `peer_seen`.
+    stood_aside: bool,
+    /// Whether the last turn had company: its WAL is then copied back at the
+    /// end of the gap, and company that comes anew is stood aside for.
+    had_company: bool,
+    /// How long copying the WAL back in a gap takes (a moving average), so
+    /// that it can start that long before the gap ends.
+    copy_cost: Duration,
     /// Measured cost of one row in a claim, a settle (a sweep is not cut).
     per_row: [Duration; 3],
     /// Whether another process had the file open at the last look, and when
@@ -96,6 +136,10 @@ impl SharedOutbox {
                 data_version,
                 last_commit: Instant::now(),
                 peer_seen: None,
+                peer_every: PEER_ACTIVE,
+                stood_aside: false,
+                had_company: false,
+                copy_cost: Duration::from_micros(500),
                 per_row: [Duration::from_micros(10); 3],
                 others: None,
                 jitter: u64::from(std::process::id()) | 1,
@@ -240,19 +284,23 @@ impl SharedOutbox {
         let before = turn.outbox.data_version();
         let before = self.latch(before)?;
         if before != turn.data_version {
-            turn.peer_seen = Some(Instant::now());
+            turn.peer_committed(Instant::now());
         }
-        let take = if turn.company(&self.path) {
-            turn.give_way();
-            let fits = TURN_BUDGET.as_nanos() / turn.per_row[kind as usize].as_nanos().max(1);
-            wanted.min(
-                usize::try_from(fits)
-                    .unwrap_or(usize::MAX)
-                    .max(TURN_ROWS_MIN),
-            )
+        let company = turn.company(&self.path);
+        let budget = if company {
+            let copied = turn.give_way();
+            self.latch(copied)?;
+            TURN_BUDGET
         } else {
-            wanted
+            ALONE_TURN_BUDGET
         };
+        turn.had_company = company;
+        let fits = budget.as_nanos() / turn.per_row[kind as usize].as_nanos().max(1);
+        let take = wanted.min(
+            usize::try_from(fits)
+                .unwrap_or(usize::MAX)
+                .max(TURN_ROWS_MIN),
+        );
         let started = Instant::now();
         let result = body(&mut turn.outbox, take);
         let result = self.latch(result)?;
@@ -269,7 +317,7 @@ impl SharedOutbox {
         let after = turn.outbox.data_version();
         let after = self.latch(after)?;
         if after != before {
-            turn.peer_seen = Some(ended);
+            turn.peer_committed(ended);
         }
         turn.data_version = after;
         Ok(result)
@@ -315,18 +363,64 @@ enum Kind {
 }
 
 impl Turn {
+    fn peer_committed(&mut self, at: Instant) {
+        if let Some(seen) = self.peer_seen {
+            let every = at.saturating_duration_since(seen).min(PEER_ACTIVE);
+            self.peer_every = (self.peer_every * 3 + every) / 4;
+        }
+        self.peer_seen = Some(at);
+        self.stood_aside = false;
+    }
+
+    /// Whether a producer may be asleep in its busy handler past the gaps'
+    /// reach: company has just come (it may have been trying since before it
+    /// was noticed), or a producer that committed every few milliseconds has
+    /// gone quiet for several of its intervals. Once per silence.
+    fn someone_waits(&mut self) -> bool {
+        if !self.had_company {
+            return true;
+        }
+        let Some(seen) = self.peer_seen else {
+            return false;
+        };
+        let silence = seen.elapsed();
+        let waits = !self.stood_aside
+            && silence >= (self.peer_every * SILENCE_FACTOR).max(SILENCE_MIN)
+            && silence < PEER_ACTIVE;
+        self.stood_aside |= waits;
+        waits
+    }
+
     /// Leaves the write lock free until [`GAP`] and up to [`GAP_JITTER`]
-    /// more after Sluice's last commit.
-    fn give_way(&mut self) {
+    /// more after Sluice's last commit ([`STAND_ASIDE`] when someone may be
+    /// waiting), copying the WAL back at the end of it.
+    fn give_way(&mut self) -> Result<(), StoreError> {
         // xorshift: cheap, and any spread will do.
         self.jitter ^= self.jitter << 13;
         self.jitter ^= self.jitter >> 7;
         self.jitter ^= self.jitter << 17;
         let extra = GAP_JITTER.mul_f64((self.jitter % 1024) as f64 / 1024.0);
-        let free_until = self.last_commit + GAP + extra;
-        let now = Instant::now();
-        if free_until > now {
-            std::thread::sleep(free_until - now);
+        let gap = if self.someone_waits() {
+            STAND_ASIDE
+        } else {
+            GAP + extra
+        };
+        let free_until = self.last_commit + gap;
+        let mut copied = Ok(());
+        if self.had_company {
+            // Copying holds no write lock: producers commit through it.
+            sleep_until(free_until.checked_sub(self.copy_cost).unwrap_or(free_until));
+            let started = Instant::now();
+            copied = self.outbox.copy_back();
+            let took = started.elapsed().min(GAP);
+            self.copy_cost = (self.copy_cost * 3 + took) / 4;
+        }
+        sleep_until(free_until);
+        // Only corruption matters here: a copy that failed otherwise is
+        // finished by the next gap or by the checkpoint thread.
+        match copied {
+            Err(e) if e.is_corrupt() => Err(e),
+            _ => Ok(()),
         }
     }
 
@@ -339,13 +433,21 @@ impl Turn {
             return true;
         }
         match self.others {
-            Some((others, at)) if at.elapsed() < PEERS_LOOK_EVERY => others,
+            Some((true, at)) if at.elapsed() < PEERS_LOOK_EVERY => true,
+            Some((false, at)) if at.elapsed() < ALONE_LOOK_EVERY => false,
             _ => {
                 let others = other_processes_on(path);
                 self.others = Some((others, Instant::now()));
                 others
             }
         }
+    }
+}
+
+fn sleep_until(at: Instant) {
+    let now = Instant::now();
+    if at > now {
+        std::thread::sleep(at - now);
     }
 }
 

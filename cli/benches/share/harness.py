@@ -239,6 +239,12 @@ def main():
                     if key in r:
                         q = r[key]
                         print(f"    {key}: p50 {fmt(q['p50'])} p99 {fmt(q['p99'])} max {fmt(q['max'])} ms")
+                if "checkpointing_commits" in r:
+                    print(f"    commits that ran a checkpoint: {r['checkpointing_commits']};"
+                          f" longest WAL after a commit: {r['wal_frames_max']} frames")
+                if r.get("slow"):
+                    print("    commits over 20 ms (s into the run, ms): "
+                          + ", ".join(f"{t}: {ms}" for t, ms in r["slow"]))
     finally:
         broker.terminate()
         broker.wait()

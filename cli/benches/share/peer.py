@@ -55,6 +55,16 @@ def produce(driver, path, seconds):
     commits = []
     failures = []
     readers = []
+    # The WAL's length after each commit, from the wal-index header (mxFrame,
+    # at byte 16 of the -shm file): a commit that leaves 1000 frames or more
+    # (wal_autocheckpoint) runs a checkpoint of its own. The descriptor stays
+    # open until the connection is closed: closing any descriptor of a file
+    # drops this process's POSIX locks on it, SQLite's included.
+    shm = os.open(path + "-shm", os.O_RDONLY)
+    autocheckpoint = int(os.environ.get("PEER_AUTOCHECKPOINT", "1000"))
+    checkpointing = 0
+    slow = []  # (seconds into the run, ms) of commits over 20 ms
+    wal_frames = []
     started = time.monotonic()
     next_read = started
     i = 0
@@ -91,8 +101,14 @@ def produce(driver, path, seconds):
             run("COMMIT")
             t3 = time.perf_counter()
             latencies.append((t3 - t0) * 1000.0)
+            if (t3 - t0) * 1000.0 > 20:
+                slow.append((round(time.monotonic() - started, 3), round((t3 - t0) * 1000.0, 1)))
             lock_waits.append((t1 - t0) * 1000.0)
             commits.append((t3 - t2) * 1000.0)
+            frames = int.from_bytes(os.pread(shm, 4, 16), sys.byteorder)
+            wal_frames.append(frames)
+            if autocheckpoint > 0 and frames >= autocheckpoint:
+                checkpointing += 1
         except Exception as e:  # a failed send is what a daemon's user sees
             failures.append(str(e))
             try:
@@ -106,11 +122,15 @@ def produce(driver, path, seconds):
         if r.returncode != 0:
             reader_errors.append(err.decode(errors="replace").strip().splitlines()[-1:])
     conn.close()
+    os.close(shm)
     print(json.dumps({
         "commits": len(latencies),
         "latencies_ms": latencies,
         "lock_wait_ms": lock_waits,
         "commit_ms": commits,
+        "checkpointing_commits": checkpointing,
+        "wal_frames_max": max(wal_frames, default=0),
+        "slow": slow[:20],
         "failures": failures[:5],
         "failed": len(failures),
         "readers": len(readers),

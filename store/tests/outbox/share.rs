@@ -198,3 +198,80 @@ fn another_process_with_the_file_open_is_company() {
     std::thread::sleep(sluice_store::share::PEERS_LOOK_EVERY + Duration::from_millis(50));
     assert!(!shared.peer_active(), "alone again once it is gone");
 }
+
+#[test]
+fn a_producer_that_comes_while_sluice_drains_alone_is_let_in_at_once() {
+    // Sluice claims back to back, alone on the file; then a process opens it
+    // and commits once. Noticed only at the next look at /proc/locks (every
+    // 250 ms, as it was), the newcomer slept through its busy handler's
+    // 25–100 ms steps behind whole batches and waited up to 0.7 s. Noticed at
+    // the next turn and stood aside for, it waits a few tens of ms.
+    let (_dir, path) = temp_path();
+    seed_due(&path, 20_000);
+    let shared = std::sync::Arc::new(SharedOutbox::open(&path).unwrap());
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    // Claims and settles as a retry due at once, so the rows never run out.
+    let drain = {
+        let (shared, stop) = (shared.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let mut claimed = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let rows = shared
+                    .claim_due_except(i64::MAX / 2, 1024, 60_000, &Default::default())
+                    .unwrap();
+                let retries: Vec<_> = rows
+                    .iter()
+                    .map(|row| sluice_contract::Outcome {
+                        rowid: row.rowid,
+                        attempts: row.attempts,
+                        verdict: sluice_contract::Verdict::Retry {
+                            next_attempt_at: 0,
+                            last_error: "again".into(),
+                        },
+                    })
+                    .collect();
+                shared.settle_by(&retries, None, None).unwrap();
+                claimed += rows.len();
+            }
+            claimed
+        })
+    };
+    let mut waits = Vec::new();
+    for i in 0..3 {
+        // Each newcomer comes when Sluice has been alone a while: the last
+        // one gone from /proc/locks, its commit older than PEER_ACTIVE.
+        std::thread::sleep(sluice_store::share::PEER_ACTIVE + Duration::from_millis(100));
+        assert!(!shared.peer_active(), "alone before newcomer {i}");
+        let out = std::process::Command::new("python3")
+            .arg("-c")
+            .arg(
+                "import sqlite3, sys, time\n\
+                 c = sqlite3.connect(sys.argv[1], timeout=5.0, isolation_level=None)\n\
+                 t = time.perf_counter()\n\
+                 c.execute('BEGIN IMMEDIATE')\n\
+                 c.execute(\"INSERT INTO outbox (id, client_message_id, request_fingerprint, \
+                 payload, enqueued_at, next_attempt_at, status) VALUES (?, ?, x'00', x'00', 0, \
+                 9e15, 'pending')\", (sys.argv[2], sys.argv[2]))\n\
+                 c.execute('COMMIT')\n\
+                 print((time.perf_counter() - t) * 1000)",
+            )
+            .arg(&path)
+            .arg(format!("newcomer-{i}"))
+            .output()
+            .expect("python3 starts a producer process");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let ms: f64 = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
+        waits.push(ms);
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let claimed = drain.join().unwrap();
+    assert!(claimed > 0, "Sluice drained meanwhile");
+    assert!(
+        waits.iter().all(|ms| *ms < 100.0),
+        "a newcomer's first commit waited behind the drain: {waits:?} ms"
+    );
+}
