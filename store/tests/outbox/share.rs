@@ -31,6 +31,65 @@ fn seed_due(path: &Path, n: usize) {
     Outbox::open(path).unwrap().enqueue(&rows(n)).unwrap();
 }
 
+/// Whether a background drain settles what it claims as a retry due at once
+/// (so the rows never run out) or leaves it claimed.
+#[derive(Clone, Copy)]
+enum Again {
+    Never,
+    AtOnce,
+}
+
+/// Sluice claiming 1024 rows at a time as fast as it can, on a thread, until
+/// stopped or (with `Again::Never`) until nothing is due.
+struct Drain {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: std::thread::JoinHandle<usize>,
+}
+
+impl Drain {
+    fn start(shared: std::sync::Arc<SharedOutbox>, again: Again) -> Drain {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let thread = {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                let mut claimed = 0;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let rows = shared
+                        .claim_due_except(i64::MAX / 2, 1024, 60_000, &Default::default())
+                        .unwrap();
+                    claimed += rows.len();
+                    match again {
+                        Again::Never if rows.is_empty() => break,
+                        Again::Never => {}
+                        Again::AtOnce => {
+                            let retries: Vec<_> = rows
+                                .iter()
+                                .map(|row| sluice_contract::Outcome {
+                                    rowid: row.rowid,
+                                    attempts: row.attempts,
+                                    verdict: sluice_contract::Verdict::Retry {
+                                        next_attempt_at: 0,
+                                        last_error: "again".into(),
+                                    },
+                                })
+                                .collect();
+                            shared.settle_by(&retries, None, None).unwrap();
+                        }
+                    }
+                }
+                claimed
+            })
+        };
+        Drain { stop, thread }
+    }
+
+    /// Stops the drain; how many rows it claimed.
+    fn stop(self) -> usize {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.thread.join().unwrap()
+    }
+}
+
 #[test]
 fn opening_more_connections_keeps_the_shared_lock_on_the_file() {
     // SQLite in WAL mode holds a SHARED lock on the database file for as
@@ -117,23 +176,7 @@ fn another_writer_gets_the_lock_between_turns() {
     let (_dir, path) = temp_path();
     seed_due(&path, 30_000);
     let shared = std::sync::Arc::new(SharedOutbox::open(&path).unwrap());
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let drain = {
-        let (shared, stop) = (shared.clone(), stop.clone());
-        std::thread::spawn(move || {
-            let mut claimed = 0;
-            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                let rows = shared
-                    .claim_due_except(i64::MAX / 2, 1024, 60_000, &Default::default())
-                    .unwrap();
-                if rows.is_empty() {
-                    break;
-                }
-                claimed += rows.len();
-            }
-            claimed
-        })
-    };
+    let drain = Drain::start(shared.clone(), Again::Never);
     let producer = raw(&path);
     producer.busy_timeout(Duration::from_secs(5)).unwrap();
     let mut waits = Vec::new();
@@ -149,8 +192,7 @@ fn another_writer_gets_the_lock_between_turns() {
         waits.push(started.elapsed());
         std::thread::sleep(Duration::from_millis(2));
     }
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    let claimed = drain.join().unwrap();
+    let claimed = drain.stop();
     assert!(shared.peer_active(), "Sluice noticed the producer");
     // The first commits may wait for a whole batch, before Sluice notices.
     waits.drain(..20);
@@ -209,33 +251,7 @@ fn a_producer_that_comes_while_sluice_drains_alone_is_let_in_at_once() {
     let (_dir, path) = temp_path();
     seed_due(&path, 20_000);
     let shared = std::sync::Arc::new(SharedOutbox::open(&path).unwrap());
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    // Claims and settles as a retry due at once, so the rows never run out.
-    let drain = {
-        let (shared, stop) = (shared.clone(), stop.clone());
-        std::thread::spawn(move || {
-            let mut claimed = 0;
-            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                let rows = shared
-                    .claim_due_except(i64::MAX / 2, 1024, 60_000, &Default::default())
-                    .unwrap();
-                let retries: Vec<_> = rows
-                    .iter()
-                    .map(|row| sluice_contract::Outcome {
-                        rowid: row.rowid,
-                        attempts: row.attempts,
-                        verdict: sluice_contract::Verdict::Retry {
-                            next_attempt_at: 0,
-                            last_error: "again".into(),
-                        },
-                    })
-                    .collect();
-                shared.settle_by(&retries, None, None).unwrap();
-                claimed += rows.len();
-            }
-            claimed
-        })
-    };
+    let drain = Drain::start(shared.clone(), Again::AtOnce);
     let mut waits = Vec::new();
     for i in 0..3 {
         // Each newcomer comes when Sluice has been alone a while: the last
@@ -267,8 +283,7 @@ fn a_producer_that_comes_while_sluice_drains_alone_is_let_in_at_once() {
         let ms: f64 = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
         waits.push(ms);
     }
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    let claimed = drain.join().unwrap();
+    let claimed = drain.stop();
     assert!(claimed > 0, "Sluice drained meanwhile");
     assert!(
         waits.iter().all(|ms| *ms < 100.0),
