@@ -42,7 +42,7 @@ pub use admin::{
     PurgeRequest, REQUEUE_ROWS_MAX, Refusal, RequeueReport, RequeueRequest, Requeued, Selection,
 };
 pub use checkpoint::{CHECKPOINT_INTERVAL, Checkpointer, WAL_FRAMES_NUDGE};
-pub use claim::CLAIM_ROWS_MAX;
+pub use claim::{CLAIM_ROWS_MAX, Leased};
 pub use enqueue::NewRow;
 pub use error::StoreError;
 pub use history::{DecidedBy, PolicyEvent, ViolationCount};

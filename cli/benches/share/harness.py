@@ -82,10 +82,12 @@ def make_template(sluice, work, rows):
     return path
 
 
-def write_config(work, outbox, port, extra=""):
+def write_config(work, outbox, port, extra="", drain=""):
     path = os.path.join(work, f"sluice-{outbox}.toml")
     with open(path, "w") as f:
         f.write(f"""outbox = "{outbox}"
+[drain]
+{drain}
 [policy]
 {extra}
 [[mesh]]
@@ -131,7 +133,7 @@ def one_run(args, name, python, driver, template, port, index):
     work = tempfile.mkdtemp(prefix=f"share-{name}-{index}-", dir=args.work)
     db = os.path.join(work, "outbox.db")
     shutil.copy(template, db)
-    config = write_config(work, "outbox.db", port, args.policy)
+    config = write_config(work, "outbox.db", port, args.policy, args.drain)
     log = os.path.join(work, "sluice.log")
     drain = None
     if not args.alone_only:
@@ -202,6 +204,7 @@ def main():
     ap.add_argument("--alone", type=float, default=6.0, help="seconds the drain runs alone first")
     ap.add_argument("--beside", type=float, default=10.0, help="seconds the producer writes")
     ap.add_argument("--policy", default="", help="extra lines for the config's [policy] table")
+    ap.add_argument("--drain", default="", help="extra lines for the config's [drain] table")
     ap.add_argument("--counter", help="PYTHON:DRIVER for the harness's own done counts"
                     " (default: the peer's)")
     ap.add_argument("--alone-only", action="store_true", help="the producer with no drain")

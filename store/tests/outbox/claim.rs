@@ -167,3 +167,28 @@ fn a_filtered_claim_leaves_the_daemon_rows_of_skipped_meshes_alone() {
     let rest = outbox.claim_due(100, 10, LEASE_MS).unwrap();
     assert_eq!(ids(&rest), ["down-1", "unnamed", "down-2"]);
 }
+
+#[test]
+fn a_row_aborted_between_the_lease_and_the_read_is_left_out() {
+    // The lease commits first; the rows are read after. A row its producer
+    // aborted in between is no longer this claim's, so it is not returned.
+    let (dir, mut outbox) = outbox_with(&rows(3));
+    let leased = outbox
+        .lease_due_except(10_000, 10, LEASE_MS, &ClaimFilter::default())
+        .unwrap();
+    assert_eq!(leased.len(), 3);
+    let producer = rusqlite::Connection::open(dir.path().join("outbox.db")).unwrap();
+    producer
+        .execute(
+            "UPDATE outbox SET status = 'aborted' WHERE id = 'r0001'",
+            [],
+        )
+        .unwrap();
+    let claimed = outbox.read_leased(&leased).unwrap();
+    assert_eq!(ids(&claimed), ["r0000", "r0002"]);
+    assert!(
+        claimed
+            .iter()
+            .all(|r| r.attempts == 1 && !r.payload.is_empty())
+    );
+}

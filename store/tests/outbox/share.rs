@@ -290,3 +290,96 @@ fn a_producer_that_comes_while_sluice_drains_alone_is_let_in_at_once() {
         "a newcomer's first commit waited behind the drain: {waits:?} ms"
     );
 }
+
+#[test]
+fn every_write_of_the_drain_keeps_the_tables_check() {
+    // The drain's write connection skips the table's CHECK on status (it
+    // costs a temporary table per row); every status it writes must still
+    // pass it. PRAGMA integrity_check checks CHECK constraints.
+    let (_dir, path) = temp_path();
+    seed_due(&path, 40);
+    let shared = SharedOutbox::open(&path).unwrap();
+    let claimed = shared
+        .claim_due_except(10_000, 40, 60_000, &Default::default())
+        .unwrap();
+    assert_eq!(claimed.len(), 40);
+    use sluice_contract::{Outcome, Verdict};
+    let outcomes: Vec<Outcome> = claimed[..32]
+        .iter()
+        .enumerate()
+        .map(|(i, row)| Outcome {
+            rowid: row.rowid,
+            attempts: row.attempts,
+            verdict: match i % 4 {
+                0 => Verdict::Done {
+                    broker_message_id: format!("m{i}"),
+                    delivered_at: 10_000,
+                },
+                1 => Verdict::Dead {
+                    reason: "gone".into(),
+                },
+                2 => Verdict::Retry {
+                    next_attempt_at: 20_000,
+                    last_error: "again".into(),
+                },
+                _ => Verdict::Hold {
+                    next_attempt_at: 20_000,
+                    last_error: None,
+                },
+            },
+        })
+        .collect();
+    assert_eq!(
+        shared
+            .settle_by(&outcomes, Some("sha"), Some(10_000))
+            .unwrap(),
+        32
+    );
+    // The 8 rows left claimed: their leases run out and go back to pending;
+    // then everything still open expires.
+    assert_eq!(shared.reclaim(100_000).unwrap(), 8);
+    assert!(shared.expire(10_000_000, 5_000_000).unwrap() > 0);
+    let check = |conn: &rusqlite::Connection| -> String {
+        conn.query_row("PRAGMA integrity_check", [], |r| r.get(0))
+            .unwrap()
+    };
+    let peer = raw(&path);
+    assert_eq!(check(&peer), "ok");
+    // The check above can fail: a status outside the list, written past the
+    // CHECK, is reported (by a connection that does not skip CHECKs itself).
+    peer.pragma_update(None, "ignore_check_constraints", true)
+        .unwrap();
+    peer.execute("UPDATE outbox SET status = 'sent' WHERE rowid = 1", [])
+        .unwrap();
+    assert_ne!(check(&raw(&path)), "ok");
+}
+
+#[test]
+fn with_company_back_to_back_writes_share_one_turn() {
+    // Each of the loops' writes used to take a gap of its own; now writes
+    // that come while Sluice's turn has room continue it, and one gap
+    // follows the turn. Forty sweeps of a few microseconds each fit in one
+    // turn; with a gap each they would take at least 40 × GAP.
+    let (_dir, path) = temp_path();
+    seed_due(&path, 10);
+    let shared = SharedOutbox::open(&path).unwrap();
+    // Another connection's commit makes company (data_version).
+    raw(&path)
+        .execute("UPDATE outbox SET priority = 'now' WHERE rowid = 1", [])
+        .unwrap();
+    shared.reclaim(0).unwrap();
+    assert!(
+        shared.peer_active(),
+        "the other connection's commit is company"
+    );
+    let started = Instant::now();
+    for _ in 0..40 {
+        shared.reclaim(0).unwrap();
+    }
+    let took = started.elapsed();
+    let gapped = sluice_store::share::GAP * 40;
+    assert!(
+        took < gapped / 2,
+        "40 small writes took {took:?}, as if each had a gap ({gapped:?})"
+    );
+}
