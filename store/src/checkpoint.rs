@@ -69,9 +69,15 @@ impl Drop for Checkpointer {
 impl Outbox {
     /// One passive checkpoint on this connection: copies back what the WAL
     /// holds beyond every reader's snapshot, without waiting for anybody.
-    pub(crate) fn copy_back(&mut self) -> Result<(), StoreError> {
+    /// Whether the whole WAL is now copied back (the next writer then starts
+    /// it over); not when another checkpoint was running or a reader's
+    /// snapshot held frames back.
+    pub(crate) fn copy_back(&mut self) -> Result<bool, StoreError> {
         self.conn
-            .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
+            .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
+                let (busy, frames, copied): (i64, i64, i64) = (r.get(0)?, r.get(1)?, r.get(2)?);
+                Ok(busy == 0 && frames == copied)
+            })
             .map_err(sqlite(&self.path, "copying the WAL back"))
     }
 

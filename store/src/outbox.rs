@@ -101,18 +101,6 @@ impl Outbox {
         Ok(outbox)
     }
 
-    /// A second connection to an outbox that [`Outbox::open`] has already
-    /// opened (and so recognised and migrated), for reads only.
-    pub(crate) fn reader(path: &Path) -> Result<Outbox, StoreError> {
-        let mut outbox = Outbox {
-            conn: connect(path)?,
-            path: path.to_path_buf(),
-            checkpointer: None,
-        };
-        outbox.set_pragmas()?;
-        Ok(outbox)
-    }
-
     /// The file this handle has open.
     pub fn path(&self) -> &Path {
         &self.path

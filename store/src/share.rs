@@ -34,9 +34,8 @@
 //!   seldom has anything to copy. Alone, the checkpoint thread, nudged by
 //!   Sluice's commits (`checkpoint`), does it.
 //! - **Little inside the lock.** A claim's lease returns only rowids; the
-//!   rows are read after it commits, on a second connection, beside the
-//!   other loop's turn. The write connection skips the table's `CHECK`
-//!   (`Outbox::skip_check_constraints`).
+//!   rows are read after it commits, when the lock is free. The write
+//!   connection skips the table's `CHECK` (`Outbox::skip_check_constraints`).
 //! - **A corrupt file stops every write.** The first `SQLITE_CORRUPT` is kept;
 //!   from then on every call fails with it and touches nothing.
 //!
@@ -64,6 +63,13 @@ pub const GAP: Duration = Duration::from_millis(2);
 /// turns and gaps that never varied, a producer that missed one gap would
 /// find every later retry at the same point of the cycle and miss them all.
 pub const GAP_JITTER: Duration = Duration::from_millis(1);
+/// Once another connection has committed in a gap, the gap ends this much
+/// later: the producer that was waiting got in. (The copy of the WAL still
+/// runs; it takes no write lock.)
+pub const AFTER_PEER: Duration = Duration::from_micros(200);
+/// How often a gap looks for another connection's commit (`PRAGMA
+/// data_version`, a few microseconds).
+pub const GAP_LOOK_EVERY: Duration = Duration::from_micros(200);
 /// About how long one of Sluice's transactions may hold the write lock while
 /// it has company; under 3 ms with room for a slow turn (see above).
 pub const TURN_BUDGET: Duration = Duration::from_micros(2500);
@@ -97,9 +103,6 @@ pub const SILENCE_MIN: Duration = Duration::from_millis(10);
 pub struct SharedOutbox {
     path: PathBuf,
     turn: Mutex<Turn>,
-    /// A second connection, for reading what a claim leased: the read takes
-    /// no write lock, so it runs beside another loop's turn instead of in it.
-    reader: Mutex<Outbox>,
     corrupt: OnceLock<String>,
     reported: AtomicBool,
 }
@@ -141,7 +144,6 @@ impl SharedOutbox {
     pub fn open(path: &Path) -> Result<SharedOutbox, StoreError> {
         let mut outbox = Outbox::open(path)?;
         outbox.skip_check_constraints()?;
-        let reader = Mutex::new(Outbox::reader(path)?);
         let data_version = outbox.data_version()?;
         Ok(SharedOutbox {
             path: path.to_path_buf(),
@@ -159,7 +161,6 @@ impl SharedOutbox {
                 others: None,
                 jitter: u64::from(std::process::id()) | 1,
             }),
-            reader,
             corrupt: OnceLock::new(),
             reported: AtomicBool::new(false),
         })
@@ -208,15 +209,21 @@ impl SharedOutbox {
         let mut left = limit as usize;
         loop {
             // The lease holds the write lock; the leased rows are read after
-            // it commits, on the reader, while the lock is free for others.
-            let (moved, (leased, full)) = self.turn(Kind::Claim, left, |outbox, take| {
-                let take = u32::try_from(take).unwrap_or(u32::MAX);
-                let leased = outbox.lease_due_except(now, take, lease_ms, skip)?;
-                let full = leased.len() == take as usize;
-                Ok((leased.len(), (leased, full)))
-            })?;
-            let read = self.lock_reader().read_leased(&leased);
-            rows.extend(self.latch(read)?);
+            // it commits, before the next transaction.
+            let (moved, full) = self.turn_then(
+                Kind::Claim,
+                left,
+                |outbox, take| {
+                    let take = u32::try_from(take).unwrap_or(u32::MAX);
+                    let leased = outbox.lease_due_except(now, take, lease_ms, skip)?;
+                    let full = leased.len() == take as usize;
+                    Ok((leased.len(), (leased, full)))
+                },
+                |outbox, (leased, full)| {
+                    rows.extend(outbox.read_leased(&leased)?);
+                    Ok(full)
+                },
+            )?;
             left -= moved;
             // A short chunk means nothing more is due.
             if left == 0 || !full {
@@ -298,11 +305,25 @@ impl SharedOutbox {
         wanted: usize,
         body: impl FnOnce(&mut Outbox, usize) -> Result<(usize, R), StoreError>,
     ) -> Result<(usize, R), StoreError> {
+        self.turn_then(kind, wanted, body, |_, value| Ok(value))
+    }
+
+    /// [`SharedOutbox::turn`], then `after(outbox, value)` once the
+    /// transaction has committed, before any other loop's transaction: work
+    /// that needs no write lock (reading what a claim leased).
+    fn turn_then<R, S>(
+        &self,
+        kind: Kind,
+        wanted: usize,
+        body: impl FnOnce(&mut Outbox, usize) -> Result<(usize, R), StoreError>,
+        after: impl FnOnce(&mut Outbox, R) -> Result<S, StoreError>,
+    ) -> Result<(usize, S), StoreError> {
         self.check_corrupt()?;
         let mut turn = self.lock();
-        let before = turn.outbox.data_version();
-        let before = self.latch(before)?;
-        if before != turn.data_version {
+        let version = turn.outbox.data_version();
+        let mut before = self.latch(version)?;
+        let peer_in_gap = before != turn.data_version;
+        if peer_in_gap {
             turn.peer_committed(Instant::now());
         }
         let company = turn.company(&self.path);
@@ -312,9 +333,15 @@ impl SharedOutbox {
                 // transaction continues it, and the gap comes after.
                 Some(room) => room,
                 None => {
-                    let copied = turn.give_way();
+                    let copied = turn.give_way(peer_in_gap);
                     self.latch(copied)?;
                     turn.turn_started = None;
+                    let now = turn.outbox.data_version();
+                    let now = self.latch(now)?;
+                    if now != before {
+                        turn.peer_committed(Instant::now());
+                        before = now;
+                    }
                     TURN_BUDGET
                 }
             }
@@ -358,7 +385,8 @@ impl SharedOutbox {
             turn.peer_committed(ended);
         }
         turn.data_version = version_after;
-        Ok(result)
+        let value = after(&mut turn.outbox, result.1);
+        Ok((result.0, self.latch(value)?))
     }
 
     fn check_corrupt(&self) -> Result<(), StoreError> {
@@ -379,13 +407,6 @@ impl SharedOutbox {
             let _ = self.corrupt.set(e.to_string());
         }
         result
-    }
-
-    fn lock_reader(&self) -> MutexGuard<'_, Outbox> {
-        // As `lock`: a read holds no transaction open across a panic.
-        self.reader
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     fn lock(&self) -> MutexGuard<'_, Turn> {
@@ -454,8 +475,11 @@ impl Turn {
 
     /// Leaves the write lock free until [`GAP`] and up to [`GAP_JITTER`]
     /// more after Sluice's last commit ([`STAND_ASIDE`] when someone may be
-    /// waiting), copying the WAL back at the end of it.
-    fn give_way(&mut self) -> Result<(), StoreError> {
+    /// waiting), copying the WAL back at the end of it. A gap is there for a
+    /// producer asleep in its busy handler: once another connection has
+    /// committed in it (`peer_in_gap`: before it began), the gap ends
+    /// [`AFTER_PEER`] later.
+    fn give_way(&mut self, peer_in_gap: bool) -> Result<(), StoreError> {
         // xorshift: cheap, and any spread will do.
         self.jitter ^= self.jitter << 13;
         self.jitter ^= self.jitter >> 7;
@@ -466,22 +490,52 @@ impl Turn {
         } else {
             GAP + extra
         };
-        let free_until = self.last_commit + gap;
-        let mut copied = Ok(());
+        let whole_gap = self.last_commit + gap;
+        let mut seen = peer_in_gap.then(Instant::now);
+        let mut copied = Ok(true);
         if self.had_company {
+            if seen.is_none() {
+                let copy_at = whole_gap.checked_sub(self.copy_cost).unwrap_or(whole_gap);
+                seen = self.watch_until(copy_at)?;
+            }
             // Copying holds no write lock: producers commit through it.
-            sleep_until(free_until.checked_sub(self.copy_cost).unwrap_or(free_until));
             let started = Instant::now();
             copied = self.outbox.copy_back();
             let took = started.elapsed().min(GAP);
             self.copy_cost = (self.copy_cost * 3 + took) / 4;
+            // Cut short, a gap still ends with the WAL copied back whole (or
+            // at its full length): Sluice's next transaction then starts the
+            // WAL over, and the producer's commits find it short.
+            while seen.is_some() && matches!(copied, Ok(false)) && Instant::now() < whole_gap {
+                std::thread::sleep(GAP_LOOK_EVERY);
+                copied = self.outbox.copy_back();
+            }
         }
-        sleep_until(free_until);
+        if seen.is_none() {
+            seen = self.watch_until(whole_gap)?;
+        }
+        sleep_until(seen.map_or(whole_gap, |at| whole_gap.min(at + AFTER_PEER)));
         // Only corruption matters here: a copy that failed otherwise is
         // finished by the next gap or by the checkpoint thread.
         match copied {
             Err(e) if e.is_corrupt() => Err(e),
             _ => Ok(()),
+        }
+    }
+
+    /// Sleeps until `until`, looking every [`GAP_LOOK_EVERY`] whether another
+    /// connection has committed since Sluice's last transaction; when one has,
+    /// returns when that was first seen.
+    fn watch_until(&mut self, until: Instant) -> Result<Option<Instant>, StoreError> {
+        loop {
+            let now = Instant::now();
+            if now >= until {
+                return Ok(None);
+            }
+            std::thread::sleep((until - now).min(GAP_LOOK_EVERY));
+            if self.outbox.data_version()? != self.data_version {
+                return Ok(Some(Instant::now()));
+            }
         }
     }
 
