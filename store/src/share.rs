@@ -19,7 +19,9 @@
 //!   becomes several transactions. A producer that finds the lock taken
 //!   sleeps in SQLite's busy handler and tries again 1 ms, then 3 ms after
 //!   its first try: with turns of at most 3 ms and gaps of 2 ms, one of those
-//!   two tries lands in a gap. Alone, no gap.
+//!   two tries lands in a gap. A gap ends [`AFTER_PEER`] after another
+//!   connection has committed in it: the producer that waited got in. Alone,
+//!   no gap.
 //! - **Nobody waits long.** A producer that misses both tries sleeps 5, 10,
 //!   15, 20 ms before the next ones, and one that came while Sluice was alone
 //!   may be well into that. The lock is left free for [`STAND_ASIDE`], longer
@@ -31,8 +33,9 @@
 //!   copies the WAL back itself at the end of each gap, just before its next
 //!   transaction: a writer that begins on a WAL copied whole starts it over
 //!   from its first frame, so the WAL stays short and a producer's commit
-//!   seldom has anything to copy. Alone, the checkpoint thread, nudged by
-//!   Sluice's commits (`checkpoint`), does it.
+//!   seldom has anything to copy (a gap cut short still waits for a whole
+//!   copy). Alone, the checkpoint thread, nudged by Sluice's commits
+//!   (`checkpoint`), does it.
 //! - **Little inside the lock.** A claim's lease returns only rowids; the
 //!   rows are read after it commits, when the lock is free. The write
 //!   connection skips the table's `CHECK` (`Outbox::skip_check_constraints`).
