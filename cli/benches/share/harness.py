@@ -221,6 +221,7 @@ def main():
     global MEMBER
     MEMBER = subprocess.run([args.sluice, "keygen"], check=True, capture_output=True,
                             text=True).stdout
+    made_work = args.work is None
     args.work = args.work or tempfile.mkdtemp(prefix="sluice-share-")
     os.makedirs(args.work, exist_ok=True)
     template = make_template(args.sluice, args.work, args.rows)
@@ -257,6 +258,9 @@ def main():
     finally:
         broker.terminate()
         broker.wait()
+        # The template alone is over a gigabyte; a corrupted run's files stay.
+        if made_work and not args.keep and not any(r["corrupt"] for r in results):
+            shutil.rmtree(args.work, ignore_errors=True)
     print("\npeer | SQLite | corrupt runs | producer p50 / p99 / p99.9 / max ms (median of runs)"
           " | drain rows/s alone / beside")
     for spec in args.peer:
