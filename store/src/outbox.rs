@@ -169,15 +169,15 @@ impl Outbox {
 
     /// Skips the table's `CHECK` constraints on this connection's writes.
     ///
-    /// For the drain's write connection only (`share`). claudemesh's
-    /// `CHECK(status IN (five values))` builds a temporary table of the
-    /// five values for every row whose status a statement changes: a third
+    /// For a drain's write connection only (`share`, `examples/row_cost`).
+    /// claudemesh's `CHECK(status IN (five values))` builds a temporary table
+    /// of the five values for every row whose status a statement changes: a third
     /// of a settle's time inside the write lock (measured with
     /// `examples/row_cost`). Every statement of the drain writes a literal
     /// status from that list and no other checked column, so none can break
     /// the constraint; `store/tests/outbox/share.rs` runs `PRAGMA
     /// integrity_check`, which checks it, after every kind of write.
-    pub(crate) fn skip_check_constraints(&mut self) -> Result<(), StoreError> {
+    pub fn skip_check_constraints(&mut self) -> Result<(), StoreError> {
         self.conn
             .pragma_update(None, "ignore_check_constraints", true)
             .map_err(sqlite(&self.path, "setting ignore_check_constraints"))
