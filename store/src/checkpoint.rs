@@ -12,6 +12,8 @@
 //! drain's write connection learns the WAL's length after each of its
 //! commits (a WAL hook) and nudges this thread once the WAL holds
 //! [`WAL_FRAMES_NUDGE`] frames, so a producer's checkpoint finds little left.
+//! The length is kept too: with company, a gap copies the WAL back itself
+//! only once it is long (`share`).
 //!
 //! Owns: the thread, its stop and its nudges. Not here: turning automatic
 //! checkpoints off and back on, which is a setting of the drain's
@@ -81,6 +83,16 @@ impl Outbox {
             .map_err(sqlite(&self.path, "copying the WAL back"))
     }
 
+    /// How many frames the WAL held after this connection's last commit,
+    /// while a checkpointer runs (its WAL hook sees each commit); `None`
+    /// when none does.
+    pub(crate) fn wal_frames(&self) -> Option<u64> {
+        self.checkpointer
+            .as_ref()
+            .filter(|alive| alive.strong_count() > 0)?;
+        Some(self.wal_frames.load(Ordering::Relaxed))
+    }
+
     /// Turns off automatic checkpoints on this connection and starts a thread
     /// with its own connection running `PRAGMA wal_checkpoint(PASSIVE)` every
     /// [`CHECKPOINT_INTERVAL`], or sooner when nudged; it stops when the
@@ -107,6 +119,7 @@ impl Outbox {
             failures,
             _alive: Arc::clone(&alive),
         };
+        let wal_frames = Arc::clone(&self.wal_frames);
         let map = sqlite(&self.path, "turning automatic checkpoints off");
         self.conn
             .pragma_update(None, "wal_autocheckpoint", 0)
@@ -115,7 +128,9 @@ impl Outbox {
         // wal_autocheckpoint again, as a dropped checkpointer does, removes it.
         self.conn
             .wal_hook(Some(move |_: &mut rusqlite::hooks::Wal, frames| {
-                if u64::try_from(frames).unwrap_or(0) >= WAL_FRAMES_NUDGE {
+                let frames = u64::try_from(frames).unwrap_or(0);
+                wal_frames.store(frames, Ordering::Relaxed);
+                if frames >= WAL_FRAMES_NUDGE {
                     let _ = nudge.send(());
                 }
                 Ok(())

@@ -10,7 +10,8 @@ use crate::schema;
 use rusqlite::config::DbConfig;
 use rusqlite::{Connection, OpenFlags, Transaction, TransactionBehavior};
 use std::path::{Path, PathBuf};
-use std::sync::Weak;
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 /// How long a statement waits for another connection's write lock before it
@@ -62,6 +63,9 @@ pub struct Outbox {
     /// this connection. When the checkpointer is dropped the next write turns
     /// them back on, so the WAL never grows without bound.
     pub(crate) checkpointer: Option<Weak<()>>,
+    /// The WAL's length in frames after this connection's last commit, as
+    /// the checkpointer's WAL hook last saw it (`Outbox::wal_frames`).
+    pub(crate) wal_frames: Arc<AtomicU64>,
 }
 
 impl Outbox {
@@ -87,6 +91,7 @@ impl Outbox {
             conn,
             path: path.to_path_buf(),
             checkpointer: None,
+            wal_frames: Arc::new(AtomicU64::new(0)),
         };
         // A read-only look first: switching to WAL rewrites the file header,
         // which a foreign file must never see.

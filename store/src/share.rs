@@ -29,13 +29,14 @@
 //!   committed every few milliseconds falls silent (a producer asleep in its
 //!   busy handler looks exactly like that).
 //! - **A WAL copied back in the gaps.** A producer whose commit finds 1000
-//!   frames in the WAL checkpoints inside that commit. With company Sluice
-//!   copies the WAL back itself at the end of each gap, just before its next
-//!   transaction: a writer that begins on a WAL copied whole starts it over
-//!   from its first frame, so the WAL stays short and a producer's commit
-//!   seldom has anything to copy (a gap cut short still waits for a whole
-//!   copy). Alone, the checkpoint thread, nudged by Sluice's commits
-//!   (`checkpoint`), does it.
+//!   frames in the WAL checkpoints inside that commit. With company, once
+//!   the WAL holds [`WAL_FRAMES_COPY`] frames, Sluice copies it back itself
+//!   at the end of the gap, just before its next transaction: a writer that
+//!   begins on a WAL copied whole starts it over from its first frame, so
+//!   the WAL stays short and a producer's commit seldom has anything to copy
+//!   (a gap cut short still waits for a whole copy). A shorter WAL is left to
+//!   the checkpoint thread, nudged by Sluice's commits (`checkpoint`), which
+//!   also does it all while Sluice is alone.
 //! - **Little inside the lock.** A claim's lease returns only rowids; the
 //!   rows are read after it commits, when the lock is free. The write
 //!   connection skips the table's `CHECK` (`Outbox::skip_check_constraints`).
@@ -79,6 +80,15 @@ pub const TURN_BUDGET: Duration = Duration::from_micros(2500);
 /// Fewest rows a cut transaction moves, so that a slow moment cannot make
 /// Sluice crawl a row at a time.
 const TURN_ROWS_MIN: usize = 16;
+
+/// With company, a gap copies the WAL back (and Sluice's next transaction
+/// starts it over) only once Sluice's last commit left this many frames in
+/// it. A copy after a producer's commit took about 1 ms of the gap (two
+/// syncs and the turn's pages) and every gap paid it; a turn writes 150–300
+/// frames, so now about every other gap does, and the WAL a producer's
+/// commit finds stays under the 1000 frames at which that commit would
+/// checkpoint. Shorter, the checkpoint thread's copies suffice.
+pub const WAL_FRAMES_COPY: u64 = 500;
 
 /// Alone, a transaction holds the write lock about this long at most, so that
 /// a newcomer is noticed within about one of them.
@@ -478,10 +488,11 @@ impl Turn {
 
     /// Leaves the write lock free until [`GAP`] and up to [`GAP_JITTER`]
     /// more after Sluice's last commit ([`STAND_ASIDE`] when someone may be
-    /// waiting), copying the WAL back at the end of it. A gap is there for a
-    /// producer asleep in its busy handler: once another connection has
-    /// committed in it (`peer_in_gap`: before it began), the gap ends
-    /// [`AFTER_PEER`] later.
+    /// waiting), copying the WAL back at the end of it once the WAL holds
+    /// [`WAL_FRAMES_COPY`] frames. A gap is there for a producer asleep in
+    /// its busy handler: once another connection has committed in it
+    /// (`peer_in_gap`: before it began), the gap ends [`AFTER_PEER`] later
+    /// (with a long WAL, once the copy is whole).
     fn give_way(&mut self, peer_in_gap: bool) -> Result<(), StoreError> {
         // xorshift: cheap, and any spread will do.
         self.jitter ^= self.jitter << 13;
@@ -496,7 +507,11 @@ impl Turn {
         let whole_gap = self.last_commit + gap;
         let mut seen = peer_in_gap.then(Instant::now);
         let mut copied = Ok(true);
-        if self.had_company {
+        let wal_is_long = self
+            .outbox
+            .wal_frames()
+            .is_none_or(|frames| frames >= WAL_FRAMES_COPY);
+        if self.had_company && wal_is_long {
             if seen.is_none() {
                 let copy_at = whole_gap.checked_sub(self.copy_cost).unwrap_or(whole_gap);
                 seen = self.watch_until(copy_at)?;

@@ -383,3 +383,55 @@ fn with_company_back_to_back_writes_share_one_turn() {
         "40 small writes took {took:?}, as if each had a gap ({gapped:?})"
     );
 }
+
+#[test]
+fn beside_a_producer_the_wal_is_started_over_before_it_is_long() {
+    // A producer whose commit leaves 1000 frames in the WAL checkpoints
+    // inside that commit. With company Sluice copies the WAL back at the end
+    // of a gap once it holds WAL_FRAMES_COPY frames, so that its next
+    // transaction starts the WAL over; a shorter WAL is left to the
+    // checkpoint thread.
+    let (_dir, path) = temp_path();
+    seed_due(&path, 30_000);
+    let shared = std::sync::Arc::new(SharedOutbox::open(&path).unwrap());
+    let _checkpointer = shared.start_checkpointer().unwrap();
+    let drain = Drain::start(shared.clone(), Again::AtOnce);
+    let mut producer = raw(&path);
+    producer.busy_timeout(Duration::from_secs(5)).unwrap();
+    // The WAL's length after each of the producer's commits. (The hook also
+    // turns the producer's own automatic checkpoints off: only Sluice's
+    // copies keep the WAL short here.)
+    let frames = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    {
+        let frames = frames.clone();
+        producer
+            .wal_hook(Some(move |_: &mut rusqlite::hooks::Wal, n| {
+                frames.lock().unwrap().push(n);
+                Ok(())
+            }))
+            .unwrap();
+    }
+    for i in 0..1000 {
+        producer
+            .execute_batch(&format!(
+                "BEGIN IMMEDIATE; INSERT INTO outbox (id, client_message_id, request_fingerprint,
+                 payload, enqueued_at, next_attempt_at, status) VALUES ('p{i}', 'p{i}', x'00',
+                 x'00', 0, 9e15, 'pending'); COMMIT;"
+            ))
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let claimed = drain.stop();
+    let frames = frames.lock().unwrap();
+    let longest = frames.iter().copied().max().unwrap();
+    // ~560,000 rows claimed and settled here; without the gaps' copies the
+    // WAL reached 1,500-1,800 frames, with them under 600.
+    assert!(
+        claimed > 10_000,
+        "the drain ran beside the producer: {claimed}"
+    );
+    assert!(
+        longest < 1000,
+        "a producer's commit left {longest} frames in the WAL: it would have checkpointed"
+    );
+}
