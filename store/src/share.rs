@@ -129,7 +129,8 @@ struct Turn {
     last_commit: Instant,
     /// When another connection's commit was last noticed.
     peer_seen: Option<Instant>,
-    /// Average time between two noticed commits of other connections.
+    /// Average time between two noticed commits of other connections, learnt
+    /// anew each time company comes.
     peer_every: Duration,
     /// Whether Sluice already stood aside for the silence since `peer_seen`.
     stood_aside: bool,
@@ -165,7 +166,7 @@ impl SharedOutbox {
                 data_version,
                 last_commit: Instant::now(),
                 peer_seen: None,
-                peer_every: PEER_ACTIVE,
+                peer_every: Duration::ZERO,
                 stood_aside: false,
                 had_company: false,
                 turn_started: None,
@@ -443,10 +444,18 @@ enum Kind {
 
 impl Turn {
     fn peer_committed(&mut self, at: Instant) {
-        if let Some(seen) = self.peer_seen {
-            let every = at.saturating_duration_since(seen).min(PEER_ACTIVE);
-            self.peer_every = (self.peer_every * 3 + every) / 4;
-        }
+        self.peer_every = match self.peer_seen {
+            Some(seen) if at.saturating_duration_since(seen) < PEER_ACTIVE => {
+                (self.peer_every * 3 + (at - seen)) / 4
+            }
+            // Company anew, or back after a quiet second: its pace is learnt
+            // from here, starting from none, so that until then a silence of
+            // SILENCE_MIN is enough to stand aside. (Starting from a second,
+            // the average took some 20 noticed commits to come down, and the
+            // rule could not fire for a producer that missed the gaps in
+            // about the first 100 ms of company.)
+            _ => Duration::ZERO,
+        };
         self.peer_seen = Some(at);
         self.stood_aside = false;
     }
@@ -610,4 +619,41 @@ fn other_processes_on(path: &Path) -> bool {
         let fields: Vec<&str> = line.split_whitespace().collect();
         fields.get(4).is_some_and(|pid| *pid != own) && fields.get(5) == Some(&file.as_str())
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_producer_that_comes_anew_and_falls_silent_is_stood_aside_for() {
+        // Its pace is not known yet: a silence of SILENCE_MIN is enough. (The
+        // pace used to start at a second, and the silence rule then could
+        // not fire in about the first 100 ms of company.)
+        let dir = tempfile::tempdir().unwrap();
+        let shared = SharedOutbox::open(&dir.path().join("outbox.db")).unwrap();
+        let mut turn = shared.lock();
+        turn.had_company = true;
+        turn.peer_committed(Instant::now());
+        assert!(!turn.someone_waits(), "it has just committed");
+        std::thread::sleep(SILENCE_MIN + Duration::from_millis(2));
+        assert!(turn.someone_waits(), "silent for {SILENCE_MIN:?}");
+        assert!(!turn.someone_waits(), "once per silence");
+    }
+
+    #[test]
+    fn company_back_after_a_quiet_second_is_learnt_anew() {
+        let dir = tempfile::tempdir().unwrap();
+        let shared = SharedOutbox::open(&dir.path().join("outbox.db")).unwrap();
+        let mut turn = shared.lock();
+        let start = Instant::now();
+        // A producer that committed every 200 ms...
+        for i in 0..5 {
+            turn.peer_committed(start + Duration::from_millis(200) * i);
+        }
+        assert!(turn.peer_every > Duration::from_millis(100));
+        // ...then nothing for over a second, then again.
+        turn.peer_committed(start + Duration::from_millis(800) + PEER_ACTIVE * 2);
+        assert_eq!(turn.peer_every, Duration::ZERO);
+    }
 }
