@@ -32,6 +32,7 @@ use crate::outbox::Outbox;
 use rusqlite::params;
 use rusqlite::types::Value;
 use sluice_contract::{ClaimFilter, Row, TimestampMs};
+use std::time::Instant;
 
 /// The most rows one claim may take. Bounds the time the write lock is held
 /// and the memory of one batch; a larger limit is a caller's bug.
@@ -39,6 +40,10 @@ pub const CLAIM_ROWS_MAX: u32 = 65_536;
 
 /// Capacity reserved up front; a claim that finds fewer rows allocates less.
 const CLAIM_ROWS_PREALLOCATED: u32 = 1024;
+
+/// A lease with a deadline takes this many rows a statement (about 0.2 ms
+/// of lock), looking at the clock between them.
+pub(crate) const LEASE_CHUNK: u32 = 64;
 
 /// `attempts` is COALESCEd so a NULL that an old schema let in counts as 0
 /// rather than staying NULL forever (NULL + 1 is NULL).
@@ -139,6 +144,23 @@ impl Outbox {
         lease_ms: i64,
         skip: &ClaimFilter,
     ) -> Result<Vec<Leased>, StoreError> {
+        self.lease_due_until(now, limit, lease_ms, skip, None)
+            .map(|(leased, _)| leased)
+    }
+
+    /// [`Outbox::lease_due_except`], ending the transaction early once
+    /// `deadline` has passed: with a deadline the rows are leased
+    /// [`LEASE_CHUNK`] at a time, and no chunk starts after it. Also returns
+    /// whether the deadline cut the lease short (otherwise fewer than `limit`
+    /// rows means that no more are due).
+    pub(crate) fn lease_due_until(
+        &mut self,
+        now: TimestampMs,
+        limit: u32,
+        lease_ms: i64,
+        skip: &ClaimFilter,
+        deadline: Option<Instant>,
+    ) -> Result<(Vec<Leased>, bool), StoreError> {
         if limit > CLAIM_ROWS_MAX {
             return Err(StoreError::ClaimLimit {
                 limit,
@@ -149,8 +171,13 @@ impl Outbox {
             return Err(StoreError::ClaimLease { lease_ms });
         }
         if limit == 0 {
-            return Ok(Vec::new());
+            return Ok((Vec::new(), false));
         }
+        let chunk = if deadline.is_some() {
+            LEASE_CHUNK
+        } else {
+            limit
+        };
         self.write("claim", |tx, path| {
             let map = sqlite(path, "claim");
             let lease_end = now.saturating_add(lease_ms);
@@ -159,26 +186,31 @@ impl Outbox {
             } else {
                 (tx.prepare_cached(CLAIM_FILTERED_SQL).map_err(&map)?, true)
             };
-            let mut cursor = if filtered {
-                stmt.query(params![
-                    now,
-                    lease_end,
-                    limit,
-                    skip_json(skip),
-                    skip.skip_unnamed
-                ])
-            } else {
-                stmt.query(params![now, lease_end, limit])
-            }
-            .map_err(&map)?;
+            let skip_meshes = filtered.then(|| skip_json(skip));
             let mut leased = Vec::with_capacity(limit.min(CLAIM_ROWS_PREALLOCATED) as usize);
-            while let Some(row) = cursor.next().map_err(&map)? {
-                leased.push(Leased {
-                    rowid: row.get(0).map_err(&map)?,
-                    attempts: row.get(1).map_err(&map)?,
-                });
+            loop {
+                let wanted = chunk.min(limit - leased.len() as u32);
+                let mut cursor = match &skip_meshes {
+                    Some(meshes) => {
+                        stmt.query(params![now, lease_end, wanted, meshes, skip.skip_unnamed])
+                    }
+                    None => stmt.query(params![now, lease_end, wanted]),
+                }
+                .map_err(&map)?;
+                let before = leased.len();
+                while let Some(row) = cursor.next().map_err(&map)? {
+                    leased.push(Leased {
+                        rowid: row.get(0).map_err(&map)?,
+                        attempts: row.get(1).map_err(&map)?,
+                    });
+                }
+                if leased.len() - before < wanted as usize || leased.len() == limit as usize {
+                    return Ok((leased, false));
+                }
+                if deadline.is_some_and(|deadline| Instant::now() >= deadline) {
+                    return Ok((leased, true));
+                }
             }
-            Ok(leased)
         })
     }
 
@@ -264,5 +296,52 @@ mod tests {
             !details.iter().any(|d| d.starts_with("SCAN outbox")),
             "{details:?}"
         );
+    }
+
+    /// An outbox with `n` rows due at once.
+    fn due(n: usize) -> (tempfile::TempDir, Outbox) {
+        let dir = tempfile::tempdir().unwrap();
+        let mut outbox = Outbox::open(&dir.path().join("outbox.db")).unwrap();
+        let rows: Vec<crate::NewRow> = (0..n)
+            .map(|i| crate::NewRow {
+                id: format!("r{i}"),
+                client_message_id: format!("cm-r{i}"),
+                request_fingerprint: vec![1],
+                payload: vec![2],
+                enqueued_at: 10,
+                next_attempt_at: 10,
+                ..crate::NewRow::default()
+            })
+            .collect();
+        outbox.enqueue(&rows).unwrap();
+        (dir, outbox)
+    }
+
+    #[test]
+    fn a_lease_past_its_deadline_ends_after_one_chunk() {
+        let (_dir, mut outbox) = due(1000);
+        let skip = ClaimFilter::default();
+        let past = Instant::now();
+        let (leased, cut) = outbox
+            .lease_due_until(100, 1000, 60_000, &skip, Some(past))
+            .unwrap();
+        assert_eq!((leased.len(), cut), (LEASE_CHUNK as usize, true));
+        // With time left it goes on chunk after chunk to the limit...
+        let later = Instant::now() + std::time::Duration::from_secs(60);
+        let (leased, cut) = outbox
+            .lease_due_until(100, 500, 60_000, &skip, Some(later))
+            .unwrap();
+        assert_eq!((leased.len(), cut), (500, false));
+        // ...and a short chunk means nothing more is due.
+        let (leased, cut) = outbox
+            .lease_due_until(100, 1000, 60_000, &skip, Some(later))
+            .unwrap();
+        assert_eq!(
+            (leased.len(), cut),
+            (1000 - 500 - LEASE_CHUNK as usize, false)
+        );
+        let mut all: Vec<i64> = leased.iter().map(|l| l.rowid).collect();
+        all.dedup();
+        assert_eq!(all.len(), leased.len(), "no row leased twice");
     }
 }

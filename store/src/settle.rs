@@ -13,6 +13,11 @@ use crate::error::{StoreError, sqlite};
 use crate::outbox::Outbox;
 use rusqlite::params;
 use sluice_contract::{Outcome, Verdict};
+use std::time::Instant;
+
+/// A settle with a deadline settles at least this many rows, and looks at
+/// the clock once every this many.
+pub(crate) const SETTLE_ROWS_MIN: usize = 16;
 
 // Every statement also records the deciding policy (`?5`, `?6`: the
 // audit columns `decided_by`, `decided_at`).
@@ -56,8 +61,22 @@ impl Outbox {
         decided_by: Option<&str>,
         decided_at: Option<i64>,
     ) -> Result<u32, StoreError> {
+        self.settle_until(outcomes, decided_by, decided_at, None)
+            .map(|(_, changed)| changed)
+    }
+
+    /// [`Outbox::settle_by`], ending the transaction early once `deadline`
+    /// has passed: returns how many of `outcomes` (a prefix) it settled, and
+    /// how many rows changed. It settles at least [`SETTLE_ROWS_MIN`] first.
+    pub(crate) fn settle_until(
+        &mut self,
+        outcomes: &[Outcome],
+        decided_by: Option<&str>,
+        decided_at: Option<i64>,
+        deadline: Option<Instant>,
+    ) -> Result<(usize, u32), StoreError> {
         if outcomes.is_empty() {
-            return Ok(0);
+            return Ok((0, 0));
         }
         self.write("settle", |tx, path| {
             let map = sqlite(path, "settle");
@@ -68,12 +87,20 @@ impl Outbox {
             let mut retry = tx.prepare_cached(RETRY_SQL).map_err(&map)?;
             let mut hold = tx.prepare_cached(HOLD_SQL).map_err(&map)?;
             let mut changed: u32 = 0;
+            let mut settled = 0;
             for Outcome {
                 rowid,
                 attempts,
                 verdict,
             } in outcomes
             {
+                if settled >= SETTLE_ROWS_MIN
+                    && settled % SETTLE_ROWS_MIN == 0
+                    && deadline.is_some_and(|deadline| Instant::now() >= deadline)
+                {
+                    break;
+                }
+                settled += 1;
                 let rows = match verdict {
                     Verdict::Done {
                         broker_message_id,
@@ -121,7 +148,55 @@ impl Outbox {
                 // Each statement changes at most one row (rowid is unique).
                 changed = changed.saturating_add(u32::from(rows > 0));
             }
-            Ok(changed)
+            Ok((settled, changed))
         })
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // a failed unwrap is a failed test
+mod tests {
+    use super::*;
+    use sluice_contract::ClaimFilter;
+
+    #[test]
+    fn a_settle_past_its_deadline_ends_after_its_least_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut outbox = Outbox::open(&dir.path().join("outbox.db")).unwrap();
+        let rows: Vec<crate::NewRow> = (0..100)
+            .map(|i| crate::NewRow {
+                id: format!("r{i}"),
+                client_message_id: format!("cm-r{i}"),
+                request_fingerprint: vec![1],
+                payload: vec![2],
+                enqueued_at: 10,
+                next_attempt_at: 10,
+                ..crate::NewRow::default()
+            })
+            .collect();
+        outbox.enqueue(&rows).unwrap();
+        let claimed = outbox
+            .claim_due_except(100, 100, 60_000, &ClaimFilter::default())
+            .unwrap();
+        let outcomes: Vec<Outcome> = claimed
+            .iter()
+            .map(|row| Outcome {
+                rowid: row.rowid,
+                attempts: row.attempts,
+                verdict: Verdict::Dead {
+                    reason: "test".into(),
+                },
+            })
+            .collect();
+        let past = Some(Instant::now());
+        let (settled, changed) = outbox.settle_until(&outcomes, None, None, past).unwrap();
+        assert_eq!(
+            (settled, changed),
+            (SETTLE_ROWS_MIN, SETTLE_ROWS_MIN as u32)
+        );
+        // The rest, with no deadline: every one settles, none twice.
+        let rest = &outcomes[settled..];
+        let (settled, changed) = outbox.settle_until(rest, None, None, None).unwrap();
+        assert_eq!((settled, changed), (rest.len(), rest.len() as u32));
     }
 }

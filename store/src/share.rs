@@ -16,10 +16,14 @@
 //!   of about [`TURN_BUDGET`] and leaves it free for [`GAP`] after each. A
 //!   turn is one transaction or several back to back (the loops' claims,
 //!   settles and sweeps share it); a claim or settle of more rows than fit
-//!   becomes several transactions. A producer that finds the lock taken
-//!   sleeps in SQLite's busy handler and tries again 1 ms, then 3 ms after
-//!   its first try: with turns of at most 3 ms and gaps of 2 ms, one of those
-//!   two tries lands in a gap. A gap ends [`AFTER_PEER`] after another
+//!   becomes several transactions. The rows that fit are guessed from their
+//!   measured cost, and a transaction also ends at the turn's deadline
+//!   (claims lease [`LEASE_CHUNK`](crate::claim::LEASE_CHUNK) rows a
+//!   statement, settles look at the clock every 16 rows): a moment when rows
+//!   cost more than measured, on a busy CPU, cannot stretch a turn. A
+//!   producer that finds the lock taken sleeps in SQLite's busy handler and
+//!   tries again 1 ms, then 3 ms after its first try: with turns of at most
+//!   3 ms and gaps of 2 ms, one of those two tries lands in a gap. A gap ends [`AFTER_PEER`] after another
 //!   connection has committed in it: the producer that waited got in. Alone,
 //!   no gap.
 //! - **Nobody waits long.** A producer that misses both tries sleeps 5, 10,
@@ -227,10 +231,12 @@ impl SharedOutbox {
             let (moved, full) = self.turn_then(
                 Kind::Claim,
                 left,
-                |outbox, take| {
+                |outbox, take, deadline| {
                     let take = u32::try_from(take).unwrap_or(u32::MAX);
-                    let leased = outbox.lease_due_except(now, take, lease_ms, skip)?;
-                    let full = leased.len() == take as usize;
+                    let (leased, cut) =
+                        outbox.lease_due_until(now, take, lease_ms, skip, Some(deadline))?;
+                    // A lease cut by the deadline may leave more due.
+                    let full = cut || leased.len() == take as usize;
                     Ok((leased.len(), (leased, full)))
                 },
                 |outbox, (leased, full)| {
@@ -258,11 +264,18 @@ impl SharedOutbox {
         let mut settled = 0;
         let mut done = 0;
         while done < outcomes.len() {
-            let (n, changed) = self.turn(Kind::Settle, outcomes.len() - done, |outbox, take| {
-                let changed =
-                    outbox.settle_by(&outcomes[done..done + take], decided_by, decided_at)?;
-                Ok((take, changed))
-            })?;
+            let (n, changed) = self.turn(
+                Kind::Settle,
+                outcomes.len() - done,
+                |outbox, take, deadline| {
+                    outbox.settle_until(
+                        &outcomes[done..done + take],
+                        decided_by,
+                        decided_at,
+                        Some(deadline),
+                    )
+                },
+            )?;
             done += n;
             settled += changed;
         }
@@ -271,7 +284,7 @@ impl SharedOutbox {
 
     /// Returns run-out leases to pending, as [`Outbox::reclaim`].
     pub fn reclaim(&self, now: TimestampMs) -> Result<u32, StoreError> {
-        self.turn(Kind::Sweep, usize::MAX, |outbox, _| {
+        self.turn(Kind::Sweep, usize::MAX, |outbox, _, _| {
             Ok((0, outbox.reclaim(now)?))
         })
         .map(|(_, n)| n)
@@ -279,7 +292,7 @@ impl SharedOutbox {
 
     /// Expires old rows, as [`Outbox::expire`].
     pub fn expire(&self, now: TimestampMs, cutoff: TimestampMs) -> Result<u32, StoreError> {
-        self.turn(Kind::Sweep, usize::MAX, |outbox, _| {
+        self.turn(Kind::Sweep, usize::MAX, |outbox, _, _| {
             Ok((0, outbox.expire(now, cutoff)?))
         })
         .map(|(_, n)| n)
@@ -293,7 +306,7 @@ impl SharedOutbox {
         breaches: &[(String, u64, String, String)],
         at: TimestampMs,
     ) -> Result<(), StoreError> {
-        self.turn(Kind::Sweep, usize::MAX, |outbox, _| {
+        self.turn(Kind::Sweep, usize::MAX, |outbox, _, _| {
             Ok((0, outbox.record_violations(sha256, breaches, at)?))
         })
         .map(|_| ())
@@ -312,12 +325,14 @@ impl SharedOutbox {
     }
 
     /// One transaction of at most `wanted` rows: waits for its turn, then runs
-    /// `body(outbox, rows_this_turn)`, which returns (rows moved, value).
+    /// `body(outbox, rows_this_turn, deadline)`, which returns (rows moved,
+    /// value). Claims and settles end their transaction at the deadline even
+    /// short of those rows.
     fn turn<R>(
         &self,
         kind: Kind,
         wanted: usize,
-        body: impl FnOnce(&mut Outbox, usize) -> Result<(usize, R), StoreError>,
+        body: impl FnOnce(&mut Outbox, usize, Instant) -> Result<(usize, R), StoreError>,
     ) -> Result<(usize, R), StoreError> {
         self.turn_then(kind, wanted, body, |_, value| Ok(value))
     }
@@ -329,7 +344,7 @@ impl SharedOutbox {
         &self,
         kind: Kind,
         wanted: usize,
-        body: impl FnOnce(&mut Outbox, usize) -> Result<(usize, R), StoreError>,
+        body: impl FnOnce(&mut Outbox, usize, Instant) -> Result<(usize, R), StoreError>,
         after: impl FnOnce(&mut Outbox, R) -> Result<S, StoreError>,
     ) -> Result<(usize, S), StoreError> {
         self.check_corrupt()?;
@@ -371,7 +386,7 @@ impl SharedOutbox {
                 .max(TURN_ROWS_MIN),
         );
         let started = Instant::now();
-        let result = body(&mut turn.outbox, take);
+        let result = body(&mut turn.outbox, take, started + budget);
         let result = self.latch(result)?;
         let ended = Instant::now();
         if company {
