@@ -302,18 +302,7 @@ mod tests {
     fn due(n: usize) -> (tempfile::TempDir, Outbox) {
         let dir = tempfile::tempdir().unwrap();
         let mut outbox = Outbox::open(&dir.path().join("outbox.db")).unwrap();
-        let rows: Vec<crate::NewRow> = (0..n)
-            .map(|i| crate::NewRow {
-                id: format!("r{i}"),
-                client_message_id: format!("cm-r{i}"),
-                request_fingerprint: vec![1],
-                payload: vec![2],
-                enqueued_at: 10,
-                next_attempt_at: 10,
-                ..crate::NewRow::default()
-            })
-            .collect();
-        outbox.enqueue(&rows).unwrap();
+        outbox.enqueue(&crate::enqueue::rows_due(n)).unwrap();
         (dir, outbox)
     }
 

@@ -227,3 +227,19 @@ fn insert(
         .map_err(|e| duplicate(&e, &row.id, &row.client_message_id).unwrap_or_else(|| map(e)))?;
     Ok(())
 }
+
+/// `n` rows due at 10, for the store's own unit tests.
+#[cfg(test)]
+pub(crate) fn rows_due(n: usize) -> Vec<NewRow> {
+    (0..n)
+        .map(|i| NewRow {
+            id: format!("r{i}"),
+            client_message_id: format!("cm-r{i}"),
+            request_fingerprint: vec![1],
+            payload: vec![2],
+            enqueued_at: 10,
+            next_attempt_at: 10,
+            ..NewRow::default()
+        })
+        .collect()
+}

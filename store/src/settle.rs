@@ -163,18 +163,7 @@ mod tests {
     fn a_settle_past_its_deadline_ends_after_its_least_rows() {
         let dir = tempfile::tempdir().unwrap();
         let mut outbox = Outbox::open(&dir.path().join("outbox.db")).unwrap();
-        let rows: Vec<crate::NewRow> = (0..100)
-            .map(|i| crate::NewRow {
-                id: format!("r{i}"),
-                client_message_id: format!("cm-r{i}"),
-                request_fingerprint: vec![1],
-                payload: vec![2],
-                enqueued_at: 10,
-                next_attempt_at: 10,
-                ..crate::NewRow::default()
-            })
-            .collect();
-        outbox.enqueue(&rows).unwrap();
+        outbox.enqueue(&crate::enqueue::rows_due(100)).unwrap();
         let claimed = outbox
             .claim_due_except(100, 100, 60_000, &ClaimFilter::default())
             .unwrap();

@@ -31,6 +31,18 @@ fn seed_due(path: &Path, n: usize) {
     Outbox::open(path).unwrap().enqueue(&rows(n)).unwrap();
 }
 
+/// One commit of a producer, as a daemon makes it: `BEGIN IMMEDIATE`, one
+/// row (due far in the future, so the drain leaves it), `COMMIT`.
+fn produce(producer: &rusqlite::Connection, i: usize) {
+    producer
+        .execute_batch(&format!(
+            "BEGIN IMMEDIATE; INSERT INTO outbox (id, client_message_id, request_fingerprint,
+             payload, enqueued_at, next_attempt_at, status) VALUES ('p{i}', 'p{i}', x'00',
+             x'00', 0, 9e15, 'pending'); COMMIT;"
+        ))
+        .unwrap();
+}
+
 /// Whether a background drain settles what it claims as a retry due at once
 /// (so the rows never run out) or leaves it claimed.
 #[derive(Clone, Copy)]
@@ -182,13 +194,7 @@ fn another_writer_gets_the_lock_between_turns() {
     let mut waits = Vec::new();
     for i in 0..300 {
         let started = Instant::now();
-        producer
-            .execute_batch(&format!(
-                "BEGIN IMMEDIATE; INSERT INTO outbox (id, client_message_id, request_fingerprint,
-                 payload, enqueued_at, next_attempt_at, status) VALUES ('p{i}', 'p{i}', x'00',
-                 x'00', 0, 9e15, 'pending'); COMMIT;"
-            ))
-            .unwrap();
+        produce(&producer, i);
         waits.push(started.elapsed());
         std::thread::sleep(Duration::from_millis(2));
     }
@@ -412,13 +418,7 @@ fn beside_a_producer_the_wal_is_started_over_before_it_is_long() {
             .unwrap();
     }
     for i in 0..1000 {
-        producer
-            .execute_batch(&format!(
-                "BEGIN IMMEDIATE; INSERT INTO outbox (id, client_message_id, request_fingerprint,
-                 payload, enqueued_at, next_attempt_at, status) VALUES ('p{i}', 'p{i}', x'00',
-                 x'00', 0, 9e15, 'pending'); COMMIT;"
-            ))
-            .unwrap();
+        produce(&producer, i);
         std::thread::sleep(Duration::from_millis(2));
     }
     let claimed = drain.stop();
