@@ -29,9 +29,10 @@
 //! - **Nobody waits long.** A producer that misses both tries sleeps 5, 10,
 //!   15, 20 ms before the next ones, and one that came while Sluice was alone
 //!   may be well into that. The lock is left free for [`STAND_ASIDE`], longer
-//!   than those steps, when company comes, and once whenever a producer that
+//!   than those steps, when company comes, and whenever a producer that
 //!   committed every few milliseconds falls silent (a producer asleep in its
-//!   busy handler looks exactly like that).
+//!   busy handler looks exactly like that; up to [`ASIDES_PER_SILENCE`] times
+//!   in one silence).
 //! - **A WAL copied back in the gaps.** A producer whose commit finds 1000
 //!   frames in the WAL checkpoints inside that commit. With company, once
 //!   the WAL holds [`WAL_FRAMES_COPY`] frames, Sluice copies it back itself
@@ -113,6 +114,10 @@ pub const STAND_ASIDE: Duration = Duration::from_millis(26);
 /// of its usual intervals between commits, and at least [`SILENCE_MIN`].
 pub const SILENCE_FACTOR: u32 = 3;
 pub const SILENCE_MIN: Duration = Duration::from_millis(10);
+/// How many times Sluice stands aside in one silence, [`SILENCE_MIN`] apart
+/// (the stand-asides then catch a retry of a producer whose wait began up to
+/// about 90 ms into the silence, not only of one that began with it).
+pub const ASIDES_PER_SILENCE: u32 = 3;
 
 /// One process's writing side of an outbox file. Shared by every loop of the
 /// process (`Arc`); each call is one or more short transactions.
@@ -136,8 +141,9 @@ struct Turn {
     /// Average time between two noticed commits of other connections, learnt
     /// anew each time company comes.
     peer_every: Duration,
-    /// Whether Sluice already stood aside for the silence since `peer_seen`.
-    stood_aside: bool,
+    /// How many times Sluice stood aside in the silence since `peer_seen`,
+    /// and when it last did.
+    asides: (u32, Option<Instant>),
     /// Whether the last turn had company: its WAL is then copied back at the
     /// end of the gap, and company that comes anew is stood aside for.
     had_company: bool,
@@ -171,7 +177,7 @@ impl SharedOutbox {
                 last_commit: Instant::now(),
                 peer_seen: None,
                 peer_every: Duration::ZERO,
-                stood_aside: false,
+                asides: (0, None),
                 had_company: false,
                 turn_started: None,
                 copy_cost: Duration::from_micros(500),
@@ -459,9 +465,19 @@ enum Kind {
 
 impl Turn {
     fn peer_committed(&mut self, at: Instant) {
+        // The first commit after Sluice stood aside ends a producer's wait in
+        // its busy handler, not one of its usual intervals, and is not learnt
+        // from: one wait of 34 ms would raise the pace from about 5 ms to 10
+        // and the silence threshold to 30 ms, and the next stand-aside would
+        // come later than the producer's retries it is there for.
+        let ends_a_wait = self.asides.0 > 0;
         self.peer_every = match self.peer_seen {
             Some(seen) if at.saturating_duration_since(seen) < PEER_ACTIVE => {
-                (self.peer_every * 3 + (at - seen)) / 4
+                if ends_a_wait {
+                    self.peer_every
+                } else {
+                    (self.peer_every * 3 + (at - seen)) / 4
+                }
             }
             // Company anew, or back after a quiet second: its pace is learnt
             // from here, starting from none, so that until then a silence of
@@ -472,7 +488,7 @@ impl Turn {
             _ => Duration::ZERO,
         };
         self.peer_seen = Some(at);
-        self.stood_aside = false;
+        self.asides = (0, None);
     }
 
     /// How much of the current turn is left for a transaction of `kind`, if
@@ -494,7 +510,10 @@ impl Turn {
     /// Whether a producer may be asleep in its busy handler past the gaps'
     /// reach: company has just come (it may have been trying since before it
     /// was noticed), or a producer that committed every few milliseconds has
-    /// gone quiet for several of its intervals. Once per silence.
+    /// gone quiet for several of its intervals. Up to [`ASIDES_PER_SILENCE`]
+    /// times per silence, [`STAND_ASIDE`] and [`SILENCE_MIN`] apart: a
+    /// producer may be idle for the first of them and start its wait after
+    /// it (a busy CPU can hold its process back that long).
     fn someone_waits(&mut self) -> bool {
         if !self.had_company {
             return true;
@@ -503,10 +522,14 @@ impl Turn {
             return false;
         };
         let silence = seen.elapsed();
-        let waits = !self.stood_aside
+        let (count, last) = self.asides;
+        let waits = count < ASIDES_PER_SILENCE
+            && last.is_none_or(|at| at.elapsed() >= STAND_ASIDE + SILENCE_MIN)
             && silence >= (self.peer_every * SILENCE_FACTOR).max(SILENCE_MIN)
             && silence < PEER_ACTIVE;
-        self.stood_aside |= waits;
+        if waits {
+            self.asides = (count + 1, Some(Instant::now()));
+        }
         waits
     }
 
@@ -654,6 +677,54 @@ mod tests {
         std::thread::sleep(SILENCE_MIN + Duration::from_millis(2));
         assert!(turn.someone_waits(), "silent for {SILENCE_MIN:?}");
         assert!(!turn.someone_waits(), "once per silence");
+    }
+
+    #[test]
+    fn the_commit_that_ends_a_wait_does_not_slow_the_learnt_pace() {
+        let dir = tempfile::tempdir().unwrap();
+        let shared = SharedOutbox::open(&dir.path().join("outbox.db")).unwrap();
+        let mut turn = shared.lock();
+        turn.had_company = true;
+        let start = Instant::now() - Duration::from_millis(500);
+        for i in 0..20 {
+            turn.peer_committed(start + Duration::from_millis(5) * i);
+        }
+        let pace = turn.peer_every;
+        assert!(pace <= Duration::from_millis(5), "{pace:?}");
+        // Silent for 40 ms: Sluice stands aside, and the commit 40 ms after
+        // the last one is the producer's wait ending.
+        turn.peer_seen = Some(Instant::now() - Duration::from_millis(40));
+        assert!(turn.someone_waits());
+        turn.peer_committed(Instant::now());
+        assert_eq!(turn.peer_every, pace);
+        // The same interval without a stand-aside is learnt from.
+        turn.peer_seen = Some(Instant::now() - Duration::from_millis(40));
+        turn.peer_committed(Instant::now());
+        assert!(turn.peer_every > pace * 2, "{:?}", turn.peer_every);
+    }
+
+    #[test]
+    fn a_long_silence_is_stood_aside_for_a_few_times_spaced_apart() {
+        let dir = tempfile::tempdir().unwrap();
+        let shared = SharedOutbox::open(&dir.path().join("outbox.db")).unwrap();
+        let mut turn = shared.lock();
+        turn.had_company = true;
+        turn.peer_committed(Instant::now());
+        turn.peer_seen = Some(Instant::now() - Duration::from_millis(300));
+        let apart = STAND_ASIDE + SILENCE_MIN;
+        let mut asides = 0;
+        for _ in 0..10 {
+            if turn.someone_waits() {
+                asides += 1;
+                assert!(!turn.someone_waits(), "not again at once");
+                // As if the stand-aside and the silence after it had passed.
+                turn.asides.1 = turn.asides.1.map(|at| at - apart);
+            }
+        }
+        assert_eq!(asides, ASIDES_PER_SILENCE);
+        turn.peer_committed(Instant::now());
+        turn.peer_seen = Some(Instant::now() - Duration::from_millis(300));
+        assert!(turn.someone_waits(), "a new silence");
     }
 
     #[test]
