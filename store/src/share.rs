@@ -114,8 +114,8 @@ pub const STAND_ASIDE: Duration = Duration::from_millis(26);
 /// of its usual intervals between commits, and at least [`SILENCE_MIN`].
 pub const SILENCE_FACTOR: u32 = 3;
 pub const SILENCE_MIN: Duration = Duration::from_millis(10);
-/// How many times Sluice stands aside in one silence, [`SILENCE_MIN`] apart
-/// (the stand-asides then catch a retry of a producer whose wait began up to
+/// How many times Sluice stands aside in one silence, each [`STAND_ASIDE`]
+/// and [`SILENCE_MIN`] after the one before (the stand-asides then catch a retry of a producer whose wait began up to
 /// about 90 ms into the silence, not only of one that began with it).
 pub const ASIDES_PER_SILENCE: u32 = 3;
 
@@ -663,83 +663,85 @@ fn other_processes_on(path: &Path) -> bool {
 mod tests {
     use super::*;
 
+    /// Runs `test` on the turn of a fresh outbox that has company.
+    fn with_company(test: impl FnOnce(&mut Turn)) {
+        let dir = tempfile::tempdir().unwrap();
+        let shared = SharedOutbox::open(&dir.path().join("outbox.db")).unwrap();
+        let mut turn = shared.lock();
+        turn.had_company = true;
+        test(&mut turn);
+    }
+
     #[test]
     fn a_producer_that_comes_anew_and_falls_silent_is_stood_aside_for() {
         // Its pace is not known yet: a silence of SILENCE_MIN is enough. (The
         // pace used to start at a second, and the silence rule then could
         // not fire in about the first 100 ms of company.)
-        let dir = tempfile::tempdir().unwrap();
-        let shared = SharedOutbox::open(&dir.path().join("outbox.db")).unwrap();
-        let mut turn = shared.lock();
-        turn.had_company = true;
-        turn.peer_committed(Instant::now());
-        assert!(!turn.someone_waits(), "it has just committed");
-        std::thread::sleep(SILENCE_MIN + Duration::from_millis(2));
-        assert!(turn.someone_waits(), "silent for {SILENCE_MIN:?}");
-        assert!(!turn.someone_waits(), "once per silence");
+        with_company(|turn| {
+            turn.peer_committed(Instant::now());
+            assert!(!turn.someone_waits(), "it has just committed");
+            std::thread::sleep(SILENCE_MIN + Duration::from_millis(2));
+            assert!(turn.someone_waits(), "silent for {SILENCE_MIN:?}");
+            assert!(!turn.someone_waits(), "not again at once");
+        });
     }
 
     #[test]
     fn the_commit_that_ends_a_wait_does_not_slow_the_learnt_pace() {
-        let dir = tempfile::tempdir().unwrap();
-        let shared = SharedOutbox::open(&dir.path().join("outbox.db")).unwrap();
-        let mut turn = shared.lock();
-        turn.had_company = true;
-        let start = Instant::now() - Duration::from_millis(500);
-        for i in 0..20 {
-            turn.peer_committed(start + Duration::from_millis(5) * i);
-        }
-        let pace = turn.peer_every;
-        assert!(pace <= Duration::from_millis(5), "{pace:?}");
-        // Silent for 40 ms: Sluice stands aside, and the commit 40 ms after
-        // the last one is the producer's wait ending.
-        turn.peer_seen = Some(Instant::now() - Duration::from_millis(40));
-        assert!(turn.someone_waits());
-        turn.peer_committed(Instant::now());
-        assert_eq!(turn.peer_every, pace);
-        // The same interval without a stand-aside is learnt from.
-        turn.peer_seen = Some(Instant::now() - Duration::from_millis(40));
-        turn.peer_committed(Instant::now());
-        assert!(turn.peer_every > pace * 2, "{:?}", turn.peer_every);
+        with_company(|turn| {
+            let start = Instant::now() - Duration::from_millis(500);
+            for i in 0..20 {
+                turn.peer_committed(start + Duration::from_millis(5) * i);
+            }
+            let pace = turn.peer_every;
+            assert!(pace <= Duration::from_millis(5), "{pace:?}");
+            // Silent for 40 ms: Sluice stands aside, and the commit 40 ms after
+            // the last one is the producer's wait ending.
+            turn.peer_seen = Some(Instant::now() - Duration::from_millis(40));
+            assert!(turn.someone_waits());
+            turn.peer_committed(Instant::now());
+            assert_eq!(turn.peer_every, pace);
+            // The same interval without a stand-aside is learnt from.
+            turn.peer_seen = Some(Instant::now() - Duration::from_millis(40));
+            turn.peer_committed(Instant::now());
+            assert!(turn.peer_every > pace * 2, "{:?}", turn.peer_every);
+        });
     }
 
     #[test]
     fn a_long_silence_is_stood_aside_for_a_few_times_spaced_apart() {
-        let dir = tempfile::tempdir().unwrap();
-        let shared = SharedOutbox::open(&dir.path().join("outbox.db")).unwrap();
-        let mut turn = shared.lock();
-        turn.had_company = true;
-        turn.peer_committed(Instant::now());
-        turn.peer_seen = Some(Instant::now() - Duration::from_millis(300));
-        let apart = STAND_ASIDE + SILENCE_MIN;
-        let mut asides = 0;
-        for _ in 0..10 {
-            if turn.someone_waits() {
-                asides += 1;
-                assert!(!turn.someone_waits(), "not again at once");
-                // As if the stand-aside and the silence after it had passed.
-                turn.asides.1 = turn.asides.1.map(|at| at - apart);
+        with_company(|turn| {
+            turn.peer_committed(Instant::now());
+            turn.peer_seen = Some(Instant::now() - Duration::from_millis(300));
+            let apart = STAND_ASIDE + SILENCE_MIN;
+            let mut asides = 0;
+            for _ in 0..10 {
+                if turn.someone_waits() {
+                    asides += 1;
+                    assert!(!turn.someone_waits(), "not again at once");
+                    // As if the stand-aside and the silence after it had passed.
+                    turn.asides.1 = turn.asides.1.map(|at| at - apart);
+                }
             }
-        }
-        assert_eq!(asides, ASIDES_PER_SILENCE);
-        turn.peer_committed(Instant::now());
-        turn.peer_seen = Some(Instant::now() - Duration::from_millis(300));
-        assert!(turn.someone_waits(), "a new silence");
+            assert_eq!(asides, ASIDES_PER_SILENCE);
+            turn.peer_committed(Instant::now());
+            turn.peer_seen = Some(Instant::now() - Duration::from_millis(300));
+            assert!(turn.someone_waits(), "a new silence");
+        });
     }
 
     #[test]
     fn company_back_after_a_quiet_second_is_learnt_anew() {
-        let dir = tempfile::tempdir().unwrap();
-        let shared = SharedOutbox::open(&dir.path().join("outbox.db")).unwrap();
-        let mut turn = shared.lock();
-        let start = Instant::now();
-        // A producer that committed every 200 ms...
-        for i in 0..5 {
-            turn.peer_committed(start + Duration::from_millis(200) * i);
-        }
-        assert!(turn.peer_every > Duration::from_millis(100));
-        // ...then nothing for over a second, then again.
-        turn.peer_committed(start + Duration::from_millis(800) + PEER_ACTIVE * 2);
-        assert_eq!(turn.peer_every, Duration::ZERO);
+        with_company(|turn| {
+            let start = Instant::now();
+            // A producer that committed every 200 ms...
+            for i in 0..5 {
+                turn.peer_committed(start + Duration::from_millis(200) * i);
+            }
+            assert!(turn.peer_every > Duration::from_millis(100));
+            // ...then nothing for over a second, then again.
+            turn.peer_committed(start + Duration::from_millis(800) + PEER_ACTIVE * 2);
+            assert_eq!(turn.peer_every, Duration::ZERO);
+        });
     }
 }
