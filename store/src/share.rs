@@ -23,9 +23,9 @@
 //!   cost more than measured, on a busy CPU, cannot stretch a turn. A
 //!   producer that finds the lock taken sleeps in SQLite's busy handler and
 //!   tries again 1 ms, then 3 ms after its first try: with turns of at most
-//!   3 ms and gaps of 2 ms, one of those two tries lands in a gap. A gap ends [`AFTER_PEER`] after another
-//!   connection has committed in it: the producer that waited got in. Alone,
-//!   no gap.
+//!   3 ms and gaps of 2 ms, one of those two tries lands in a gap. A gap
+//!   ends [`AFTER_PEER`] after another connection has committed in it: the
+//!   producer that waited got in. Alone, no gap.
 //! - **Nobody waits long.** A producer that misses both tries sleeps 5, 10,
 //!   15, 20 ms before the next ones, and one that came while Sluice was alone
 //!   may be well into that. The lock is left free for [`STAND_ASIDE`], longer
@@ -115,8 +115,9 @@ pub const STAND_ASIDE: Duration = Duration::from_millis(26);
 pub const SILENCE_FACTOR: u32 = 3;
 pub const SILENCE_MIN: Duration = Duration::from_millis(10);
 /// How many times Sluice stands aside in one silence, each [`STAND_ASIDE`]
-/// and [`SILENCE_MIN`] after the one before (the stand-asides then catch a retry of a producer whose wait began up to
-/// about 90 ms into the silence, not only of one that began with it).
+/// and [`SILENCE_MIN`] after the one before: the stand-asides then catch a
+/// retry of a producer whose wait began up to about 90 ms into the silence,
+/// not only of one that began with it.
 pub const ASIDES_PER_SILENCE: u32 = 3;
 
 /// One process's writing side of an outbox file. Shared by every loop of the
