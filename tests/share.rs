@@ -47,10 +47,11 @@ fn a_full_speed_drain_beside_a_producer_on_an_older_sqlite_leaves_the_file_intac
     );
     assert_eq!(run["failed"], 0, "no producer commit timed out: {run}");
     assert_eq!(run["malformed_lines"], 0, "{run}");
-    assert!(
-        run["drain_beside_rows_s"].as_f64().unwrap_or(0.0) > 0.0,
-        "the drain ran beside: {run}"
-    );
+    // Done rows at 1 s, as the producer starts, and as it ends: the drain
+    // moved rows while the producer wrote. (The short backlog may run out
+    // within the window, so no rate is asserted.)
+    let done = |i: usize| run["done_counts"][i].as_u64().unwrap_or(0);
+    assert!(done(2) > done(1), "the drain ran beside: {run}");
 }
 
 #[test]

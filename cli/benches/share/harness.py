@@ -5,9 +5,13 @@ and how long do the producer's commits wait?
 Each run copies a claudemesh outbox of ROWS pending rows, starts `sluice run`
 (default config, the member unlimited) against an ack-only `sluice broker`,
 lets it drain alone for --alone seconds, then starts the producer (peer.py:
-500 commits a second and a short-lived reader every half second, all on the
-peer's SQLite) for --beside seconds. Then it stops Sluice and runs
-PRAGMA integrity_check through the peer.
+500 commits a second and a short-lived reader every 2 s, all on the peer's
+SQLite) for --beside seconds. Then it stops Sluice and runs
+PRAGMA integrity_check through the peer. The drain's rates come from counts
+of its done rows, each timed where its read began: alone, between a count at
+1 s and one at --alone s; beside, over the producer's own window (the rows of
+the 0.1 s or so between a count and the producer's first or last commit are
+taken off at the rate alone).
 
     harness.py --peer debian=python3:sqlite3 \\
                --peer apsw-3.51.2=/venv/bin/python:apsw --runs 10
@@ -15,6 +19,8 @@ PRAGMA integrity_check through the peer.
 Prints a line per run and a table per peer: corrupt runs, the producer's
 commit p50/p99/p99.9/max, and the drain's rate alone and beside the
 producer. `--alone-only` measures the producer with no drain (its baseline).
+`--peer nobody=python3:none` runs no producer: the ratio it prints is the
+harness's own noise, what "beside" reads when nobody is there.
 `--json FILE` writes every run's figures.
 """
 
@@ -122,6 +128,16 @@ def peer(python, driver, *args, timeout=600):
     return out.stdout.strip(), None
 
 
+def count(python, driver, db):
+    """(done rows, the moment the count's read began), or None."""
+    out, _ = peer(python, driver, "count", db)
+    try:
+        rows, at = out.split()
+        return int(rows), float(at)
+    except (AttributeError, ValueError):
+        return None
+
+
 def percentile(sorted_values, p):
     if not sorted_values:
         return float("nan")
@@ -141,26 +157,41 @@ def one_run(args, name, python, driver, template, port, index):
                                  stdout=subprocess.DEVNULL, stderr=open(log, "w"))
         time.sleep(1.0)
         cpy, cdrv = (args.counter.rsplit(":", 1) if args.counter else (python, driver))
-        count0, _ = peer(cpy, cdrv, "count", db)
+        count0 = count(cpy, cdrv, db)
         time.sleep(max(0.0, args.alone - 1.0))
-        count1, _ = peer(cpy, cdrv, "count", db)
-        t1 = time.monotonic()
+        count1 = count(cpy, cdrv, db)
     produced, err = peer(python, driver, "produce", db, str(args.beside),
                          timeout=args.beside + 120)
     result = {"peer": name, "run": index}
     if not args.alone_only:
-        count2, _ = peer(cpy, cdrv, "count", db)
-        t2 = time.monotonic()
+        count2 = count(cpy, cdrv, db)
         drain.send_signal(signal.SIGTERM)
         try:
             drain.wait(timeout=30)
         except subprocess.TimeoutExpired:
             drain.kill()
             drain.wait()
+        # Both rates are rows over the time between the two counts' reads,
+        # each timed where its read began: a window counted from when a
+        # count returned, or from its nominal length, would be off by a
+        # count's own time (its process starting, its scan).
         try:
-            result["drain_alone_rows_s"] = (int(count1) - int(count0)) / (args.alone - 1.0)
-            result["drain_beside_rows_s"] = (int(count2) - int(count1)) / (t2 - t1)
-        except (TypeError, ValueError):
+            result["drain_alone_rows_s"] = (count1[0] - count0[0]) / (count1[1] - count0[1])
+            result["drain_beside_rows_s"] = (count2[0] - count1[0]) / (count2[1] - count1[1])
+            # Each count 0.1 s or so from the producer's first and last
+            # commit: those rows are taken off at the rate alone, more than
+            # the drain moves with the producer's process starting or gone.
+            producer = json.loads(produced) if produced else None
+            if producer:
+                edges = (producer["started_at"] - count1[1]) + (count2[1] - producer["ended_at"])
+                result["drain_beside_rows_s"] = (
+                    count2[0] - count1[0] - result["drain_alone_rows_s"] * edges
+                ) / (producer["ended_at"] - producer["started_at"])
+            result["alone_window_s"] = count1[1] - count0[1]
+            result["beside_window_s"] = count2[1] - count1[1]
+            result["done_counts"] = [count0[0], count1[0], count2[0]]
+            result["count_moments"] = [count0[1], count1[1], count2[1]]
+        except TypeError:
             result["drain_alone_rows_s"] = result["drain_beside_rows_s"] = None
         text = open(log, errors="replace").read()
         result["malformed_lines"] = text.count("malformed")
@@ -201,7 +232,8 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--sluice", default=os.path.join(ROOT, "target", "release", "sluice"))
     ap.add_argument("--peer", action="append", required=True,
-                    help="NAME=PYTHON:DRIVER, DRIVER sqlite3 or apsw (repeatable)")
+                    help="NAME=PYTHON:DRIVER, DRIVER sqlite3, apsw, or none for no"
+                    " producer (repeatable)")
     ap.add_argument("--runs", type=int, default=1)
     # Enough that the drain, at up to 130,000 rows/s here, has rows left for
     # all of the 6 s alone and the 10 s beside the producer.

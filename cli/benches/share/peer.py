@@ -4,8 +4,12 @@ the one a pinned `apsw` wheel bundles.
 
     peer.py version  --driver D               print the peer's SQLite version
     peer.py produce  --driver D DB SECONDS    500 commits a second; latencies as JSON
-    peer.py count    --driver D DB            one short-lived read of the done count
+    peer.py count    --driver D DB            one short-lived read of the done count,
+                                              and the moment that read began
     peer.py check    --driver D DB            PRAGMA integrity_check, first line
+
+D is sqlite3, apsw, or none: no producer (its counts and check use sqlite3),
+to measure the drain's rate "beside" nobody, the harness's own noise.
 
 The daemon's settings: WAL, synchronous=NORMAL, busy_timeout=5000; each
 message is BEGIN IMMEDIATE, a SELECT by client_message_id, one INSERT, COMMIT.
@@ -31,7 +35,7 @@ def connect(driver, path):
             return list(conn.cursor().execute(sql, args))
 
         return conn, run, apsw.sqlite_lib_version()
-    import sqlite3
+    import sqlite3  # also the `none` driver's, for its counts and its check
 
     conn = sqlite3.connect(path, timeout=5.0, isolation_level=None)
 
@@ -41,7 +45,19 @@ def connect(driver, path):
     return conn, run, sqlite3.sqlite_version
 
 
+def idle(seconds):
+    """The `none` driver's produce: no process on the file, only the window.
+    Run beside the drain it measures the ratio the harness reads when nobody
+    is there: how far its rate alone and `beside` differ by chance."""
+    started = time.monotonic()
+    time.sleep(seconds)
+    print(json.dumps({"commits": 0, "latencies_ms": [], "lock_wait_ms": [], "commit_ms": [],
+                      "started_at": started, "ended_at": time.monotonic(), "failed": 0}))
+
+
 def produce(driver, path, seconds):
+    if driver == "none":
+        return idle(seconds)
     conn, run, _ = connect(driver, path)
     run("PRAGMA journal_mode=WAL")
     run("PRAGMA synchronous=NORMAL")
@@ -116,6 +132,7 @@ def produce(driver, path, seconds):
             except Exception:
                 pass
         i += 1
+    ended = time.monotonic()
     reader_errors = []
     for r in readers:
         _, err = r.communicate()
@@ -125,6 +142,9 @@ def produce(driver, path, seconds):
     os.close(shm)
     print(json.dumps({
         "commits": len(latencies),
+        # When the producer wrote, on the clock of the counts' moments.
+        "started_at": started,
+        "ended_at": ended,
         "latencies_ms": latencies,
         "lock_wait_ms": lock_waits,
         "commit_ms": commits,
@@ -146,7 +166,11 @@ def main():
         produce(driver, rest[0], float(rest[1]))
     elif mode == "count":
         conn, run, _ = connect(driver, rest[0])
-        print(run("SELECT count(*) FROM outbox WHERE status = 'done'")[0][0])
+        # The count is of the snapshot its read began on; the moment printed
+        # beside it (CLOCK_MONOTONIC, the same in every process) lets the
+        # harness time a rate between two counts.
+        at = time.monotonic()
+        print(run("SELECT count(*) FROM outbox WHERE status = 'done'")[0][0], at)
         conn.close()
     elif mode == "check":
         conn, run, _ = connect(driver, rest[0])
