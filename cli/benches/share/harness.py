@@ -162,6 +162,7 @@ def one_run(args, name, python, driver, template, port, index):
         count1 = count(cpy, cdrv, db)
     produced, err = peer(python, driver, "produce", db, str(args.beside),
                          timeout=args.beside + 120)
+    producer = json.loads(produced) if produced else None
     result = {"peer": name, "run": index}
     if not args.alone_only:
         count2 = count(cpy, cdrv, db)
@@ -171,27 +172,23 @@ def one_run(args, name, python, driver, template, port, index):
         except subprocess.TimeoutExpired:
             drain.kill()
             drain.wait()
-        # Both rates are rows over the time between the two counts' reads,
-        # each timed where its read began: a window counted from when a
-        # count returned, or from its nominal length, would be off by a
-        # count's own time (its process starting, its scan).
+        # Each count is timed where its read began: a window counted from
+        # when a count returned, or from its nominal length, would be off by
+        # a count's own time (its process starting, its scan). Alone: rows
+        # between the first two counts over the time between their reads.
+        # Beside: over the producer's own window; the rows of the 0.1 s or so
+        # between each count and the producer's first or last commit are
+        # taken off at the rate alone, more than the drain moves with the
+        # producer's process starting or gone.
         try:
-            result["drain_alone_rows_s"] = (count1[0] - count0[0]) / (count1[1] - count0[1])
-            result["drain_beside_rows_s"] = (count2[0] - count1[0]) / (count2[1] - count1[1])
-            # Each count 0.1 s or so from the producer's first and last
-            # commit: those rows are taken off at the rate alone, more than
-            # the drain moves with the producer's process starting or gone.
-            producer = json.loads(produced) if produced else None
-            if producer:
-                edges = (producer["started_at"] - count1[1]) + (count2[1] - producer["ended_at"])
-                result["drain_beside_rows_s"] = (
-                    count2[0] - count1[0] - result["drain_alone_rows_s"] * edges
-                ) / (producer["ended_at"] - producer["started_at"])
-            result["alone_window_s"] = count1[1] - count0[1]
-            result["beside_window_s"] = count2[1] - count1[1]
             result["done_counts"] = [count0[0], count1[0], count2[0]]
             result["count_moments"] = [count0[1], count1[1], count2[1]]
-        except TypeError:
+            alone = (count1[0] - count0[0]) / (count1[1] - count0[1])
+            edges = (producer["started_at"] - count1[1]) + (count2[1] - producer["ended_at"])
+            beside = (count2[0] - count1[0] - alone * edges) / (
+                producer["ended_at"] - producer["started_at"])
+            result["drain_alone_rows_s"], result["drain_beside_rows_s"] = alone, beside
+        except TypeError:  # a count or the producer failed
             result["drain_alone_rows_s"] = result["drain_beside_rows_s"] = None
         text = open(log, errors="replace").read()
         result["malformed_lines"] = text.count("malformed")
@@ -200,15 +197,14 @@ def one_run(args, name, python, driver, template, port, index):
     check, check_err = peer(python, driver, "check", db)
     result["integrity"] = check if check is not None else f"check failed: {check_err}"
     result["corrupt"] = result["integrity"] != "ok"
-    if produced:
-        p = json.loads(produced)
-        lat = sorted(p.pop("latencies_ms"))
+    if producer:
+        lat = sorted(producer.pop("latencies_ms"))
         for key in ("lock_wait_ms", "commit_ms"):
-            part = sorted(p.pop(key, []))
+            part = sorted(producer.pop(key, []))
             result[key.replace("_ms", "")] = {
                 "p50": percentile(part, 50), "p99": percentile(part, 99),
                 "max": part[-1] if part else float("nan")}
-        result.update(p)
+        result.update(producer)
         result.update({k: percentile(lat, q) for k, q in
                        (("p50_ms", 50), ("p99_ms", 99), ("p999_ms", 99.9))})
         result["max_ms"] = lat[-1] if lat else float("nan")
