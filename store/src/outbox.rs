@@ -11,7 +11,7 @@ use rusqlite::config::DbConfig;
 use rusqlite::{Connection, OpenFlags, Transaction, TransactionBehavior};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicU64;
-use std::sync::{Arc, Weak};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 /// How long a statement waits for another connection's write lock before it
@@ -66,6 +66,9 @@ pub struct Outbox {
     /// The WAL's length in frames after this connection's last commit, as
     /// the checkpointer's WAL hook last saw it (`Outbox::wal_frames`).
     pub(crate) wal_frames: Arc<AtomicU64>,
+    /// Held by whoever of this process copies the WAL back (this connection,
+    /// its checkpoint thread): two copies at once make one of them give up.
+    pub(crate) copying: Arc<Mutex<()>>,
 }
 
 impl Outbox {
@@ -92,6 +95,7 @@ impl Outbox {
             path: path.to_path_buf(),
             checkpointer: None,
             wal_frames: Arc::new(AtomicU64::new(0)),
+            copying: Arc::new(Mutex::new(())),
         };
         // A read-only look first: switching to WAL rewrites the file header,
         // which a foreign file must never see.
