@@ -20,7 +20,9 @@ fn a_full_speed_drain_beside_a_producer_on_an_older_sqlite_leaves_the_file_intac
         .arg(&harness)
         .args(["--sluice", common::sluice_bin()])
         .args(["--peer", "system=python3:sqlite3"])
-        .args(["--rows", "200000", "--alone", "2", "--beside", "3"])
+        .args([
+            "--rows", "200000", "--alone", "2", "--beside", "3", "--after", "0",
+        ])
         .arg("--work")
         .arg(work.path())
         .arg("--json")

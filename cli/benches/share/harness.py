@@ -166,6 +166,12 @@ def one_run(args, name, python, driver, template, port, index):
     result = {"peer": name, "run": index}
     if not args.alone_only:
         count2 = count(cpy, cdrv, db)
+        # The drain alone once more, after the producer: the rate alone
+        # before and after bracket the window beside, so the drain's own
+        # drift over the run (the `none` peer's ratio) is not read as the
+        # producer's cost.
+        time.sleep(args.after)
+        count3 = count(cpy, cdrv, db) if args.after > 0 else None
         drain.send_signal(signal.SIGTERM)
         try:
             drain.wait(timeout=30)
@@ -188,6 +194,13 @@ def one_run(args, name, python, driver, template, port, index):
             beside = (count2[0] - count1[0] - alone * edges) / (
                 producer["ended_at"] - producer["started_at"])
             result["drain_alone_rows_s"], result["drain_beside_rows_s"] = alone, beside
+            result["ratio"] = beside / alone
+            if count3 is not None:
+                after = (count3[0] - count2[0]) / (count3[1] - count2[1])
+                result["drain_after_rows_s"] = after
+                result["done_counts"].append(count3[0])
+                result["count_moments"].append(count3[1])
+                result["ratio_bracketed"] = beside / ((alone + after) / 2)
         except TypeError:  # a count or the producer failed
             result["drain_alone_rows_s"] = result["drain_beside_rows_s"] = None
         text = open(log, errors="replace").read()
@@ -236,6 +249,8 @@ def main():
     ap.add_argument("--rows", type=int, default=2_500_000)
     ap.add_argument("--alone", type=float, default=6.0, help="seconds the drain runs alone first")
     ap.add_argument("--beside", type=float, default=10.0, help="seconds the producer writes")
+    ap.add_argument("--after", type=float, default=5.0,
+                    help="seconds the drain runs alone again after the producer (0: none)")
     ap.add_argument("--policy", default="", help="extra lines for the config's [policy] table")
     ap.add_argument("--drain", default="", help="extra lines for the config's [drain] table")
     ap.add_argument("--counter", help="PYTHON:DRIVER for the harness's own done counts"
@@ -271,7 +286,10 @@ def main():
                       f"{r.get('commits', 0)} commits, {r.get('failed', '?')} failed, "
                       f"{fmt(100 * r.get('over_5ms', float('nan')))}% over 5 ms; drain "
                       f"{fmt(r.get('drain_alone_rows_s'), '.0f')} rows/s alone, "
-                      f"{fmt(r.get('drain_beside_rows_s'), '.0f')} beside"
+                      f"{fmt(r.get('drain_beside_rows_s'), '.0f')} beside, "
+                      f"{fmt(r.get('drain_after_rows_s'), '.0f')} alone after; ratio "
+                      f"{fmt(r.get('ratio'), '.3f')} ({fmt(r.get('ratio_bracketed'), '.3f')}"
+                      " against before and after)"
                       + (f"; kept {r['work']}" if "work" in r else ""), flush=True)
                 for key in ("lock_wait", "commit"):
                     if key in r:
@@ -290,7 +308,7 @@ def main():
         if made_work and not args.keep and not any(r["corrupt"] for r in results):
             shutil.rmtree(args.work, ignore_errors=True)
     print("\npeer | SQLite | corrupt runs | producer p50 / p99 / p99.9 / max ms (median of runs)"
-          " | drain rows/s alone / beside")
+          " | drain rows/s alone / beside / alone after | ratio (bracketed)")
     for spec in args.peer:
         name = spec.split("=", 1)[0]
         rs = [r for r in results if r["peer"] == name]
@@ -299,7 +317,9 @@ def main():
         print(f"{name} | {rs[0]['sqlite']} | {sum(r['corrupt'] for r in rs)} of {len(rs)} | "
               f"{fmt(med('p50_ms'))} / {fmt(med('p99_ms'))} / {fmt(med('p999_ms'))} / "
               f"{fmt(max((r.get('max_ms') or 0) for r in rs))} | "
-              f"{fmt(med('drain_alone_rows_s'), '.0f')} / {fmt(med('drain_beside_rows_s'), '.0f')}")
+              f"{fmt(med('drain_alone_rows_s'), '.0f')} / {fmt(med('drain_beside_rows_s'), '.0f')}"
+              f" / {fmt(med('drain_after_rows_s'), '.0f')} | {fmt(med('ratio'), '.3f')}"
+              f" ({fmt(med('ratio_bracketed'), '.3f')})")
     if args.json:
         with open(args.json, "w") as f:
             json.dump(results, f, indent=1)
