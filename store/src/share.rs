@@ -23,7 +23,7 @@
 //!   cost more than measured, on a busy CPU, cannot stretch a turn. A
 //!   producer that finds the lock taken sleeps in SQLite's busy handler and
 //!   tries again 1 ms, then 3 ms after its first try: with turns of at most
-//!   3 ms and gaps of 2 ms, one of those two tries lands in a gap. A gap
+//!   3 ms and gaps of 2.3 ms, one of those two tries lands in a gap. A gap
 //!   ends [`AFTER_PEER`] after another connection has committed in it: the
 //!   producer that waited got in. Alone, no gap.
 //! - **Nobody waits long.** A producer that misses both tries sleeps 5, 10,
@@ -65,8 +65,10 @@ use std::time::{Duration, Instant};
 /// How long after another connection's last commit Sluice keeps giving way.
 pub const PEER_ACTIVE: Duration = Duration::from_secs(1);
 /// The write lock is left free at least this long after each of Sluice's
-/// commits while it has company.
-pub const GAP: Duration = Duration::from_millis(2);
+/// commits while it has company (unless another connection commits in it). A
+/// producer that just missed its retry 1 ms after its first try comes back
+/// 2 ms later, plus what its two sleeps overran: 2 ms left no room for that.
+pub const GAP: Duration = Duration::from_micros(2300);
 /// A random extra gap of up to this much, drawn for each gap. A producer's
 /// later busy-handler retries come 25, 50 and 100 ms apart: with a cycle of
 /// turns and gaps that never varied, a producer that missed one gap would
