@@ -6,12 +6,14 @@ Each run copies a claudemesh outbox of ROWS pending rows, starts `sluice run`
 (default config, the member unlimited) against an ack-only `sluice broker`,
 lets it drain alone for --alone seconds, then starts the producer (peer.py:
 500 commits a second and a short-lived reader every 2 s, all on the peer's
-SQLite) for --beside seconds. Then it stops Sluice and runs
-PRAGMA integrity_check through the peer. The drain's rates come from counts
-of its done rows, each timed where its read began: alone, between a count at
-1 s and one at --alone s; beside, over the producer's own window (the rows of
+SQLite) for --beside seconds, then lets it drain alone again for --after
+seconds. Then it stops Sluice and runs PRAGMA integrity_check through the
+peer. The drain's rates come from counts of its done rows, each timed where
+its read began: alone, between a count at 1 s and one at --alone s, and again
+over the --after window; beside, over the producer's own window (the rows of
 the 0.1 s or so between a count and the producer's first or last commit are
-taken off at the rate alone).
+taken off at the rate alone). Each run's ratio is the rate beside over the
+rate alone before, and "bracketed" over the mean of the two rates alone.
 
     harness.py --peer debian=python3:sqlite3 \\
                --peer apsw-3.51.2=/venv/bin/python:apsw --runs 10

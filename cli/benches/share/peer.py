@@ -13,12 +13,14 @@ to measure the drain's rate "beside" nobody, the harness's own noise.
 
 The daemon's settings: WAL, synchronous=NORMAL, busy_timeout=5000; each
 message is BEGIN IMMEDIATE, a SELECT by client_message_id, one INSERT, COMMIT.
-While it produces, it also starts a short-lived reader process (`count`)
+`PEER_ARRIVALS=poisson` spaces the commits at random (exponential) intervals of the
+same mean. While it produces, it also starts a short-lived reader process (`count`)
 every 2 s (PEER_READ_EVERY), as an operator's `sqlite3 outbox.db 'select count(*)…'`.
 """
 
 import json
 import os
+import random
 import subprocess
 import sys
 import time
@@ -83,6 +85,12 @@ def produce(driver, path, seconds):
     wal_frames = []
     started = time.monotonic()
     next_read = started
+    # PEER_ARRIVALS=poisson: the same mean rate, each commit due a random
+    # (exponential) while after the one before, as messages that come when
+    # they come; the default is one every 2 ms, on a fixed schedule.
+    poisson = os.environ.get("PEER_ARRIVALS") == "poisson"
+    random.seed(os.getpid())
+    due = started
     i = 0
     while True:
         now = time.monotonic()
@@ -96,7 +104,10 @@ def produce(driver, path, seconds):
         if os.environ.get("PEER_WRITES", "1") == "0":  # readers only, for experiments
             time.sleep(0.01)
             continue
-        due = started + i / rate
+        if poisson:
+            due += random.expovariate(rate)
+        else:
+            due = started + i / rate
         if due > now:
             time.sleep(due - now)
         cmid = f"peer-{os.getpid()}-{i:08d}"
