@@ -79,15 +79,7 @@ impl Outbox {
     /// most of the copies in the gaps beside a producer come back not whole
     /// (the thread, nudged by the turn's commits, was copying).
     pub(crate) fn copy_back(&mut self) -> Result<bool, StoreError> {
-        let _copying = self
-            .copying
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        self.conn
-            .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
-                let (busy, frames, copied): (i64, i64, i64) = (r.get(0)?, r.get(1)?, r.get(2)?);
-                Ok(busy == 0 && frames == copied)
-            })
+        passive_checkpoint(&self.conn, &self.copying)
             .map_err(sqlite(&self.path, "copying the WAL back"))
     }
 
@@ -166,20 +158,28 @@ fn run(
         if stop.load(Ordering::Relaxed) {
             return;
         }
-        // The result row (busy, frames in the WAL, frames copied back) needs
-        // no action: a partial pass is finished by the next one, and a WAL
-        // copied back whole is started over by the next writer that finds no
-        // reader on it.
-        let _copying = copying
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        if conn
-            .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
-            .is_err()
-        {
+        // Whether the pass copied the WAL back whole needs no action: a
+        // partial pass is finished by the next one, and a WAL copied back
+        // whole is started over by the next writer that finds no reader on it.
+        if passive_checkpoint(conn, copying).is_err() {
             failures.fetch_add(1, Ordering::Relaxed);
         }
     }
+}
+
+/// One `PRAGMA wal_checkpoint(PASSIVE)` on `conn`, holding the process's
+/// `copying` lock; whether it copied the WAL back whole (not busy, every
+/// frame copied).
+fn passive_checkpoint(conn: &rusqlite::Connection, copying: &Mutex<()>) -> rusqlite::Result<bool> {
+    // A poisoned lock only means a pass panicked; the file is SQLite's to
+    // keep consistent, and it did.
+    let _copying = copying
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
+        let (busy, frames, copied): (i64, i64, i64) = (r.get(0)?, r.get(1)?, r.get(2)?);
+        Ok(busy == 0 && frames == copied)
+    })
 }
 
 #[cfg(test)]
