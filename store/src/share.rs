@@ -23,8 +23,11 @@
 //!   cost more than measured, on a busy CPU, cannot stretch a turn. A
 //!   producer that finds the lock taken sleeps in SQLite's busy handler and
 //!   tries again 1 ms, then 3 ms after its first try: with turns of at most
-//!   3 ms and gaps of 2.3 ms, one of those two tries lands in a gap. A gap
-//!   ends [`AFTER_PEER`] after another connection has committed in it: the
+//!   3 ms and gaps of 2.3 ms, one of those two tries lands in a gap. A turn
+//!   that ran past 3 ms anyway (its thread waited for a CPU) is followed by
+//!   a gap that reaches the next try, 8 ms after the first
+//!   ([`GAP_AFTER_LONG_TURN`]). A gap ends
+//!   [`AFTER_PEER`] after another connection has committed in it: the
 //!   producer that waited got in. Alone, no gap.
 //! - **Nobody waits long.** A producer that misses both tries sleeps 5, 10,
 //!   15, 20 ms before the next ones, and one that came while Sluice was alone
@@ -81,6 +84,18 @@ pub const AFTER_PEER: Duration = Duration::from_micros(200);
 /// How often a gap looks for another connection's commit (`PRAGMA
 /// data_version`, a few microseconds).
 pub const GAP_LOOK_EVERY: Duration = Duration::from_micros(200);
+/// A turn that held the write lock longer than this (a transaction that ran
+/// past its deadline: its last chunk or its commit was slow, or the thread
+/// was preempted holding the lock) may have covered a producer's tries 0, 1
+/// and 3 ms after its first; the gap after it is then [`GAP_AFTER_LONG_TURN`].
+pub const LONG_TURN: Duration = Duration::from_millis(3);
+/// The gap after a [`LONG_TURN`]: it reaches the retry 8 ms after the first
+/// try of every producer whose retry at 3 ms the turn covered (5 ms after the
+/// turn ended at the latest), with the same 0.3 ms for overrun sleeps as
+/// [`GAP`]. Like every gap, it ends [`AFTER_PEER`] after a producer's
+/// commit. Without it the next gap often came too soon: a gap and a turn
+/// together last about 5 ms, the distance between those two retries.
+pub const GAP_AFTER_LONG_TURN: Duration = Duration::from_micros(5300);
 /// About how long one of Sluice's transactions may hold the write lock while
 /// it has company; under 3 ms with room for a slow turn (see above).
 pub const TURN_BUDGET: Duration = Duration::from_micros(2500);
@@ -549,8 +564,13 @@ impl Turn {
         self.jitter ^= self.jitter >> 7;
         self.jitter ^= self.jitter << 17;
         let extra = GAP_JITTER.mul_f64((self.jitter % 1024) as f64 / 1024.0);
+        let long_turn = self
+            .turn_started
+            .is_some_and(|started| self.last_commit.saturating_duration_since(started) > LONG_TURN);
         let gap = if self.someone_waits() {
             STAND_ASIDE
+        } else if long_turn {
+            GAP_AFTER_LONG_TURN + extra
         } else {
             GAP + extra
         };
@@ -673,6 +693,21 @@ mod tests {
         let mut turn = shared.lock();
         turn.had_company = true;
         test(&mut turn);
+    }
+
+    #[test]
+    fn a_turn_held_past_3_ms_is_followed_by_a_gap_that_reaches_the_8_ms_retry() {
+        with_company(|turn| {
+            // A producer has just committed: nobody is taken to be waiting,
+            // so only the turn's length decides the gap.
+            turn.peer_committed(Instant::now());
+            turn.last_commit = Instant::now();
+            turn.turn_started = Some(turn.last_commit - Duration::from_millis(4));
+            let gap = Instant::now();
+            turn.give_way(false).unwrap();
+            // A gap after a turn of usual length would end by GAP + GAP_JITTER.
+            assert!(gap.elapsed() >= GAP_AFTER_LONG_TURN, "{:?}", gap.elapsed());
+        });
     }
 
     #[test]
