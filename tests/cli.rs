@@ -302,3 +302,66 @@ fn status_wait_drained_exits_1_when_rows_are_still_open() {
     assert!(stderr(&out).contains("still 3 row(s)"), "{}", stderr(&out));
     assert!(stdout(&out).contains("pending   3"), "{}", stdout(&out));
 }
+
+#[test]
+fn unknown_scheduling_is_an_error_naming_the_choices() {
+    let setup = Setup::new("ws://127.0.0.1:9", "");
+    let text = std::fs::read_to_string(&setup.config)
+        .unwrap()
+        .replace("[drain]", "[drain]\nscheduling = \"fast\"");
+    std::fs::write(&setup.config, text).unwrap();
+    let out = sluice(&["run", "--config", path_str(&setup.config)]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr(&out);
+    assert!(
+        err.contains("drain.scheduling") && err.contains("\"batch\"") && err.contains("\"normal\""),
+        "{err}"
+    );
+}
+
+/// The scheduling policy of every thread of a running process, from
+/// `/proc/<pid>/task/*/stat` (field 41: 0 normal, 3 batch).
+fn thread_policies(pid: u32) -> Vec<u32> {
+    let mut policies = Vec::new();
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap() {
+        let Ok(stat) = std::fs::read_to_string(task.unwrap().path().join("stat")) else {
+            continue; // a thread that just ended
+        };
+        // Fields after the command's closing parenthesis start at field 3.
+        let rest = &stat[stat.rfind(')').unwrap() + 2..];
+        policies.push(rest.split(' ').nth(41 - 3).unwrap().parse().unwrap());
+    }
+    policies
+}
+
+#[test]
+fn every_thread_of_a_running_drain_takes_the_configured_scheduling() {
+    for (setting, expected) in [("scheduling = \"batch\"", 3), ("", 0)] {
+        let setup = Setup::new("ws://127.0.0.1:9", "");
+        let text = std::fs::read_to_string(&setup.config)
+            .unwrap()
+            .replace("[drain]", &format!("[drain]\n{setting}"));
+        std::fs::write(&setup.config, text).unwrap();
+        let mut child = std::process::Command::new(sluice_bin())
+            .args(["run", "--config", path_str(&setup.config)])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        // The runtime's, the checkpoint thread and the loops start within
+        // moments; the links keep retrying the closed port meanwhile.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        let mut policies = thread_policies(child.id());
+        while policies.len() < 4 && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(50));
+            policies = thread_policies(child.id());
+        }
+        child.kill().unwrap();
+        child.wait().unwrap();
+        assert!(policies.len() >= 4, "threads: {policies:?}");
+        assert!(
+            policies.iter().all(|p| *p == expected),
+            "[drain] {setting:?}: every thread {expected}, got {policies:?}"
+        );
+    }
+}

@@ -77,6 +77,7 @@ pub fn run(normal: u32, record: Option<&std::path::Path>) -> anyhow::Result<Demo
         cwd: dir.path().display().to_string(),
         derived_session_ids: vec![false],
         rollback_after_traps: sluice::swap::ROLLBACK_AFTER_DEFAULT,
+        scheduling: sluice::config::Scheduling::Normal,
         verify: None,
         unguarded: false,
         poll_interval: Duration::from_millis(100),

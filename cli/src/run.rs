@@ -60,6 +60,10 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
     let mut config = Config::load(&args.config)?;
     config.verify = args.verify.clone();
     config.unguarded = args.unguarded;
+    // Before any thread starts: they all inherit it.
+    if let Err(e) = sluice::sched::apply(config.scheduling) {
+        tracing::warn!(target: "sluice", "could not set drain.scheduling = {:?} ({e}); the drain runs with the process's scheduling", config.scheduling);
+    }
     let policy = match (&args.policy, args.native_policy) {
         (Some(path), _) => PolicyChoice::File(path.clone()),
         (None, true) => PolicyChoice::Native,
@@ -82,6 +86,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
     }
     let meta = &daemon.meta;
     tracing::info!(target: "sluice", "policy {} {} ({}, sha256 {})", meta.name, meta.version, meta.source, meta.sha256);
+    tracing::info!(target: "sluice", "scheduling {:?} (drain.scheduling)", config.scheduling);
     tracing::info!(target: "sluice", "sqlite {} linked; every process that opens {} needs 3.51.3 or later (or 3.50.7 / 3.44.6)", sluice_store::sqlite_version(), config.outbox.display());
     daemon.stop_on_signals();
     let summary = daemon.run();

@@ -23,6 +23,7 @@
 //! [drain]
 //! poll_interval_ms = 500
 //! batches_in_flight = 2
+//! scheduling = "normal"         # or "batch": how Linux schedules the drain's threads
 //! [policy]                      # the default's configure() (and Sluice's own policies')
 //! batch_rows = 256
 //! [policy.my-policy]            # the configure() of the policy whose info() names it
@@ -98,6 +99,18 @@ struct RawDrain {
     poll_interval_ms: Option<u64>,
     batches_in_flight: Option<usize>,
     rollback_after_traps: Option<u32>,
+    scheduling: Option<String>,
+}
+
+/// How Linux schedules the drain's threads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Scheduling {
+    /// `SCHED_BATCH`: the drain is background work. Its threads still share
+    /// the CPU as usual, but one that wakes never preempts a running thread
+    /// of another program, such as the producer that shares the outbox.
+    Batch,
+    /// The default policy of every process, and Sluice's default.
+    Normal,
 }
 
 /// A checked configuration.
@@ -124,6 +137,9 @@ pub struct Config {
     /// Traps (or runs out of time or memory) in a row after which a policy
     /// is rolled back to the last good one.
     pub rollback_after_traps: u32,
+    /// How Linux schedules the process's threads (`sluice run` sets it
+    /// before any thread starts).
+    pub scheduling: Scheduling,
     /// Golden traces every policy swapped in must replay clean (`--verify`).
     pub verify: Option<PathBuf>,
     /// Run the policy without the host's guard (`sluice run --unguarded`,
@@ -227,6 +243,15 @@ impl Config {
                 "drain.rollback_after_traps = {rollback_after_traps} is out of range: give 1 to {ROLLBACK_AFTER_MAX}"
             )));
         }
+        let scheduling = match raw.drain.scheduling.as_deref() {
+            None | Some("normal") => Scheduling::Normal,
+            Some("batch") => Scheduling::Batch,
+            Some(other) => {
+                return Err(invalid(format!(
+                    "drain.scheduling = {other:?} is not known: give \"normal\" (the default) or \"batch\" (a waking drain thread never preempts another program's: the producers' commits first, at some of the drain's rate)"
+                )));
+            }
+        };
         let mut policy = PolicySettings::default();
         for (key, value) in raw.policy {
             match value {
@@ -258,6 +283,7 @@ impl Config {
             batches_in_flight,
             policy,
             rollback_after_traps,
+            scheduling,
             verify: None,
             unguarded: false,
         })

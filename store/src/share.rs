@@ -26,7 +26,9 @@
 //!   3 ms and gaps of 2.3 ms, one of those two tries lands in a gap. A turn
 //!   that ran past 3 ms anyway (its thread waited for a CPU) is followed by
 //!   a gap that reaches the next try, 8 ms after the first
-//!   ([`GAP_AFTER_LONG_TURN`]). A gap ends
+//!   ([`GAP_AFTER_LONG_TURN`]). (With `scheduling = "batch"`, the thread runs
+//!   its turns under the normal policy among Sluice's batch threads: `cpu`.)
+//!   A gap ends
 //!   [`AFTER_PEER`] after another connection has committed in it: the
 //!   producer that waited got in. Alone, no gap.
 //! - **Nobody waits long.** A producer that misses both tries sleeps 5, 10,
@@ -372,6 +374,8 @@ impl SharedOutbox {
         after: impl FnOnce(&mut Outbox, R) -> Result<S, StoreError>,
     ) -> Result<(usize, S), StoreError> {
         self.check_corrupt()?;
+        // The gap's end and the turn run under the normal policy (`cpu`).
+        let _urgent = crate::cpu::Urgent::new();
         let mut turn = self.lock();
         let version = turn.outbox.data_version();
         let mut before = self.latch(version)?;
