@@ -16,6 +16,8 @@ message is BEGIN IMMEDIATE, a SELECT by client_message_id, one INSERT, COMMIT.
 `PEER_ARRIVALS=poisson` spaces the commits at random (exponential) intervals of the
 same mean. While it produces, it also starts a short-lived reader process (`count`)
 every 2 s (PEER_READ_EVERY), as an operator's `sqlite3 outbox.db 'select count(*)…'`.
+`PEER_DUMP=FILE` also writes each commit's start (CLOCK_MONOTONIC, seconds), latency,
+lock wait, `COMMIT` time and WAL length there as JSON, to set beside a trace of Sluice's.
 """
 
 import json
@@ -83,6 +85,7 @@ def produce(driver, path, seconds):
     checkpointing = 0
     slow = []  # (seconds into the run, ms) of commits over 20 ms
     wal_frames = []
+    starts = []
     started = time.monotonic()
     next_read = started
     # PEER_ARRIVALS=poisson: the same mean rate, each commit due a random
@@ -128,6 +131,7 @@ def produce(driver, path, seconds):
             run("COMMIT")
             t3 = time.perf_counter()
             latencies.append((t3 - t0) * 1000.0)
+            starts.append(t0)
             if (t3 - t0) * 1000.0 > 20:
                 slow.append((round(time.monotonic() - started, 3), round((t3 - t0) * 1000.0, 1)))
             lock_waits.append((t1 - t0) * 1000.0)
@@ -151,6 +155,9 @@ def produce(driver, path, seconds):
             reader_errors.append(err.decode(errors="replace").strip().splitlines()[-1:])
     conn.close()
     os.close(shm)
+    if os.environ.get("PEER_DUMP"):
+        with open(os.environ["PEER_DUMP"], "w") as f:
+            json.dump({"t0": starts, "lat": latencies, "lw": lock_waits, "cm": commits, "wal": wal_frames}, f)
     print(json.dumps({
         "commits": len(latencies),
         # When the producer wrote, on the clock of the counts' moments.
