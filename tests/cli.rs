@@ -7,10 +7,7 @@ use sluice_test_broker::BrokerOptions;
 #[test]
 fn unknown_config_key_is_an_error_naming_it() {
     let setup = Setup::new("ws://127.0.0.1:9", "[policy]\nbatch_rows = 8\n");
-    let text = std::fs::read_to_string(&setup.config)
-        .unwrap()
-        .replace("[drain]", "[drain]\npoll_every = 3");
-    std::fs::write(&setup.config, text).unwrap();
+    setup.add_to_drain("poll_every = 3");
     let out = sluice(&[
         "run",
         "--config",
@@ -306,10 +303,7 @@ fn status_wait_drained_exits_1_when_rows_are_still_open() {
 #[test]
 fn unknown_scheduling_is_an_error_naming_the_choices() {
     let setup = Setup::new("ws://127.0.0.1:9", "");
-    let text = std::fs::read_to_string(&setup.config)
-        .unwrap()
-        .replace("[drain]", "[drain]\nscheduling = \"fast\"");
-    std::fs::write(&setup.config, text).unwrap();
+    setup.add_to_drain("scheduling = \"fast\"");
     let out = sluice(&["run", "--config", path_str(&setup.config)]);
     assert_eq!(out.status.code(), Some(2));
     let err = stderr(&out);
@@ -338,10 +332,7 @@ fn thread_policies(pid: u32) -> Vec<u32> {
 fn every_thread_of_a_running_drain_takes_the_configured_scheduling() {
     for (setting, expected) in [("scheduling = \"batch\"", 3), ("", 0)] {
         let setup = Setup::new("ws://127.0.0.1:9", "");
-        let text = std::fs::read_to_string(&setup.config)
-            .unwrap()
-            .replace("[drain]", &format!("[drain]\n{setting}"));
-        std::fs::write(&setup.config, text).unwrap();
+        setup.add_to_drain(setting);
         let mut child = std::process::Command::new(sluice_bin())
             .args(["run", "--config", path_str(&setup.config)])
             .stdout(std::process::Stdio::null())

@@ -89,10 +89,7 @@ fn service_print_writes_a_unit_for_the_config() {
 #[test]
 fn service_print_refuses_a_broken_config_naming_it() {
     let setup = Setup::new("ws://127.0.0.1:9", "");
-    let text = std::fs::read_to_string(&setup.config)
-        .unwrap()
-        .replace("[drain]", "[drain]\npoll_every = 3");
-    std::fs::write(&setup.config, text).unwrap();
+    setup.add_to_drain("poll_every = 3");
     let out = sluice(&["service", "print", "--config", path_str(&setup.config)]);
     assert_eq!(out.status.code(), Some(2));
     assert_eq!(stdout(&out), "");

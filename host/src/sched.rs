@@ -16,41 +16,27 @@
 //! to about 0.5%, and the drain's rate beside it did not clearly keep up
 //! (docs/sharing.md).
 //!
-//! Owns: choosing the policy for the calling thread (and so for every thread
-//! it starts afterwards, which inherit it).
+//! Owns: mapping `drain.scheduling` to the policy; the store's `cpu` sets it
+//! (on the calling thread, and so on every thread it starts afterwards).
 
 use crate::config::Scheduling;
+use sluice_store::cpu::{self, Policy};
 
 /// Applies `scheduling` to the calling thread; threads it starts afterwards
 /// inherit it, so `sluice run` calls this before it starts any.
 pub fn apply(scheduling: Scheduling) -> std::io::Result<()> {
-    let policy = match scheduling {
-        Scheduling::Batch => libc::SCHED_BATCH,
-        Scheduling::Normal => libc::SCHED_OTHER,
-    };
-    let param = libc::sched_param { sched_priority: 0 };
-    // SAFETY: sched_setscheduler reads `param` and touches nothing else; pid
-    // 0 is the calling thread. Both policies are unprivileged (priority 0,
-    // the nice value kept).
-    #[allow(unsafe_code)]
-    let result = unsafe { libc::sched_setscheduler(0, policy, &raw const param) };
-    if result == 0 {
-        Ok(())
-    } else {
-        Err(std::io::Error::last_os_error())
-    }
+    cpu::set_policy(match scheduling {
+        Scheduling::Batch => Policy::Batch,
+        Scheduling::Normal => Policy::Normal,
+    })
 }
 
 /// The calling thread's scheduling, if it is one of these two.
 pub fn current() -> Option<Scheduling> {
-    // SAFETY: no arguments but pid 0, the calling thread.
-    #[allow(unsafe_code)]
-    let policy = unsafe { libc::sched_getscheduler(0) };
-    match policy {
-        libc::SCHED_BATCH => Some(Scheduling::Batch),
-        libc::SCHED_OTHER => Some(Scheduling::Normal),
-        _ => None,
-    }
+    cpu::policy().map(|policy| match policy {
+        Policy::Batch => Scheduling::Batch,
+        Policy::Normal => Scheduling::Normal,
+    })
 }
 
 #[cfg(test)]
@@ -58,25 +44,15 @@ mod tests {
     use super::*;
 
     #[test]
-    fn threads_started_after_batch_inherit_it_and_others_do_not() {
-        let before = current();
-        let (own, child) = std::thread::spawn(|| {
-            apply(Scheduling::Batch).expect("SCHED_BATCH needs no privilege");
-            let child = std::thread::spawn(current).join().unwrap();
-            (current(), child)
-        })
-        .join()
-        .unwrap();
-        assert_eq!(own, Some(Scheduling::Batch));
-        assert_eq!(child, Some(Scheduling::Batch), "a later thread inherits it");
-        assert_eq!(current(), before, "only the calling thread changed");
-        let back = std::thread::spawn(|| {
-            apply(Scheduling::Batch).unwrap();
-            apply(Scheduling::Normal).unwrap();
-            current()
-        })
-        .join()
-        .unwrap();
-        assert_eq!(back, Some(Scheduling::Normal), "and it can go back");
+    fn each_scheduling_is_the_policy_it_names() {
+        for scheduling in [Scheduling::Batch, Scheduling::Normal] {
+            let seen = std::thread::spawn(move || {
+                apply(scheduling).expect("neither needs privilege");
+                current()
+            })
+            .join()
+            .unwrap();
+            assert_eq!(seen, Some(scheduling));
+        }
     }
 }

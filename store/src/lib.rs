@@ -26,7 +26,7 @@
 pub mod admin;
 pub mod checkpoint;
 pub mod claim;
-mod cpu;
+pub mod cpu;
 pub mod enqueue;
 pub mod error;
 pub mod history;

@@ -140,6 +140,14 @@ impl Setup {
         }
     }
 
+    /// Adds `lines` to the config's `[drain]` table.
+    pub fn add_to_drain(&self, lines: &str) {
+        let text = std::fs::read_to_string(&self.config)
+            .unwrap()
+            .replace("[drain]", &format!("[drain]\n{lines}"));
+        std::fs::write(&self.config, text).unwrap();
+    }
+
     pub fn open(&self) -> Outbox {
         Outbox::open(&self.outbox).unwrap()
     }
