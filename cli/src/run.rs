@@ -61,7 +61,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
     config.verify = args.verify.clone();
     config.unguarded = args.unguarded;
     // Before any thread starts: they all inherit it.
-    if let Err(e) = sluice::sched::apply(config.scheduling) {
+    if let Err(e) = sluice_store::cpu::set_policy(config.scheduling) {
         tracing::warn!(target: "sluice", "could not set drain.scheduling = {:?} ({e}); the drain runs with the process's scheduling", config.scheduling);
     }
     let policy = match (&args.policy, args.native_policy) {

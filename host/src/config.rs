@@ -102,16 +102,9 @@ struct RawDrain {
     scheduling: Option<String>,
 }
 
-/// How Linux schedules the drain's threads.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Scheduling {
-    /// `SCHED_BATCH`: the drain is background work. Its threads still share
-    /// the CPU as usual, but one that wakes never preempts a running thread
-    /// of another program, such as the producer that shares the outbox.
-    Batch,
-    /// The default policy of every process, and Sluice's default.
-    Normal,
-}
+/// How Linux schedules the drain's threads (`drain.scheduling`): the store
+/// sets it, and runs each turn on the write lock under the normal policy.
+pub use sluice_store::cpu::Policy as Scheduling;
 
 /// A checked configuration.
 #[derive(Clone)]

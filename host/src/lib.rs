@@ -32,7 +32,6 @@ pub mod linkstatus;
 pub mod metrics;
 pub mod policy_settings;
 pub mod runner;
-pub mod sched;
 pub mod swap;
 pub mod trace;
 pub mod wake;
