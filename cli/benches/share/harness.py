@@ -151,6 +151,10 @@ def one_run(args, name, python, driver, template, port, index):
     work = tempfile.mkdtemp(prefix=f"share-{name}-{index}-", dir=args.work)
     db = os.path.join(work, "outbox.db")
     shutil.copy(template, db)
+    # The copy is over a gigabyte of dirty pages: written back during the run,
+    # it stalled the drain's and the producer's writes (a commit of 330 ms
+    # once) and slowed the rates by chance. Each run starts with it on disk.
+    os.sync()
     config = write_config(work, "outbox.db", port, args.policy, args.drain)
     log = os.path.join(work, "sluice.log")
     drain = None
