@@ -17,6 +17,7 @@
 //! - [`admin`]: the operator's commands: list, inspect, requeue, purge.
 //! - [`share`]: [`SharedOutbox`], the process's one write connection: turns
 //!   that give way to other writers, the WAL bound, the corruption latch.
+//! - [`rhythm`]: when a waiting producer will retry, so a turn ends just before.
 //! - [`checkpoint`]: the background WAL checkpoint thread.
 //! - [`error`]: [`StoreError`], the one error type of this boundary.
 //!
@@ -33,6 +34,7 @@ pub mod history;
 pub mod lenient;
 pub mod outbox;
 pub mod report;
+pub mod rhythm;
 pub mod schema;
 pub mod settle;
 pub mod share;
