@@ -25,6 +25,11 @@
 //! more). Producers at random moments never cluster, and their turns stay
 //! as they were.
 //!
+//! `share` aims only the turn after a gap that a producer committed in:
+//! aimed turns end on the millisecond's grid, so turn and gap together last
+//! whole milliseconds, and a producer that missed a retry would find its
+//! later ones (5, 10, 15 … ms apart) at the same point of that cycle.
+//!
 //! Pure: instants in, instants out; `share` does the watching.
 
 use std::collections::VecDeque;

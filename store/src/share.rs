@@ -35,10 +35,11 @@
 //!   whole milliseconds after its first try, and one that writes on a clock
 //!   of whole milliseconds (500 commits a second) tries at one point of the
 //!   millisecond: its commits in the gaps come there. Once the gaps' first
-//!   commits cluster, a turn ends just before that point (`rhythm`), after
-//!   1.1 to 2.1 ms, and the lock passes to the producer at once instead of
-//!   lying free until its next retry. Producers at random moments never
-//!   cluster, and their turns stay as above.
+//!   commits cluster, a turn after a gap that a producer committed in ends
+//!   just before that point (`rhythm`), after 1.1 to 2.1 ms, and the lock
+//!   passes to the producer at once instead of lying free until its next
+//!   retry. After a gap nobody committed in, and for producers at random
+//!   moments (they never cluster), turns stay as above.
 //! - **Nobody waits long.** A producer that misses both tries sleeps 5, 10,
 //!   15, 20 ms before the next ones, and one that came while Sluice was alone
 //!   may be well into that. The lock is left free for [`STAND_ASIDE`], longer
@@ -419,8 +420,8 @@ impl SharedOutbox {
                 // transaction continues it, and the gap comes after.
                 Some(room) => room,
                 None => {
-                    let copied = turn.give_way(peer_in_gap);
-                    self.latch(copied)?;
+                    let committed = turn.give_way(peer_in_gap);
+                    let committed = self.latch(committed)?;
                     turn.turn_started = None;
                     let now = turn.outbox.data_version();
                     let now = self.latch(now)?;
@@ -431,10 +432,22 @@ impl SharedOutbox {
                     // A turn ends just before a waiting producer's retry
                     // when its retries keep to one point of the millisecond.
                     // Its last transaction ends past its deadline by about
-                    // `overrun` (its last chunk, its commit).
+                    // `overrun` (its last chunk, its commit). Only after a
+                    // gap that a producer committed in: aimed turns end on
+                    // the millisecond's grid, so turn and gap together last
+                    // whole milliseconds, as the busy handler's sleeps do;
+                    // a producer that missed one retry would find the later
+                    // ones, 5, 10, 15 … ms apart, at the same point of that
+                    // cycle (waits of 53, 103 and 330 ms were seen). With
+                    // nobody committing, turns end anywhere, as before.
                     let start = Instant::now();
                     let overrun = turn.overrun;
-                    turn.turn_budget = match turn.rhythm.aim(start + overrun) {
+                    let aim = if committed {
+                        turn.rhythm.aim(start + overrun)
+                    } else {
+                        None
+                    };
+                    turn.turn_budget = match aim {
                         Some(aim) => (aim - start).saturating_sub(overrun),
                         None => TURN_BUDGET,
                     };
@@ -607,8 +620,9 @@ impl Turn {
     /// [`WAL_FRAMES_COPY`] frames. A gap is there for a producer asleep in
     /// its busy handler: once another connection has committed in it
     /// (`peer_in_gap`: before it began), the gap ends [`AFTER_PEER`] later
-    /// (with a long WAL, once the copy is whole).
-    fn give_way(&mut self, peer_in_gap: bool) -> Result<(), StoreError> {
+    /// (with a long WAL, once the copy is whole). Returns whether another
+    /// connection committed in it.
+    fn give_way(&mut self, peer_in_gap: bool) -> Result<bool, StoreError> {
         // xorshift: cheap, and any spread will do.
         self.jitter ^= self.jitter << 13;
         self.jitter ^= self.jitter >> 7;
@@ -660,7 +674,7 @@ impl Turn {
         // finished by the next gap or by the checkpoint thread.
         match copied {
             Err(e) if e.is_corrupt() => Err(e),
-            _ => Ok(()),
+            _ => Ok(seen.is_some()),
         }
     }
 
@@ -771,7 +785,8 @@ mod tests {
             turn.last_commit = Instant::now();
             turn.turn_started = Some(turn.last_commit - Duration::from_millis(4));
             let gap = Instant::now();
-            turn.give_way(false).unwrap();
+            // Nobody committed in it: the next turn does not aim.
+            assert!(!turn.give_way(false).unwrap());
             // A gap after a turn of usual length would end by GAP + GAP_JITTER.
             assert!(gap.elapsed() >= GAP_AFTER_LONG_TURN, "{:?}", gap.elapsed());
         });
