@@ -42,9 +42,9 @@ pub const SAMPLES_MIN: usize = 32;
 /// The commits' mean resultant length from which they are taken to cluster:
 /// commits at random moments give about 0.13 for 64 samples.
 pub const LOCKED_ON: f64 = 0.4;
-/// The shortest aimed turn. An aimed turn is shorter than 2 ms + this; under
-/// 2 ms, it holds at most one point of the phase before its end, so a
-/// producer that tried in it retries after it.
+/// The shortest aimed turn; an aimed turn is shorter than 1 ms + this. Shorter
+/// than about 2 ms, it holds one point of the phase, 1 ms before the one it
+/// ends ahead of: a producer that tried there retries just after the turn.
 pub const AIMED_TURN_MIN: Duration = Duration::from_micros(1100);
 /// The lead at first, and its bounds.
 pub const LEAD_START: Duration = Duration::from_micros(300);
