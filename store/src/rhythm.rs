@@ -166,6 +166,17 @@ mod tests {
         Duration::from_micros(n)
     }
 
+    /// A rhythm that has seen a gap's first commit 0.5 ms into every other
+    /// millisecond, and its epoch.
+    fn locked_on() -> (Instant, Rhythm) {
+        let epoch = Instant::now();
+        let mut rhythm = Rhythm::new(epoch);
+        for i in 0..SAMPLES as u64 {
+            rhythm.first_commit_seen(epoch + us(2000 * i + 500));
+        }
+        (epoch, rhythm)
+    }
+
     #[test]
     fn commits_at_one_point_of_the_millisecond_are_aimed_before() {
         let epoch = Instant::now();
@@ -218,11 +229,7 @@ mod tests {
 
     #[test]
     fn a_retry_missed_lengthens_the_lead_and_one_caught_shortens_it() {
-        let epoch = Instant::now();
-        let mut rhythm = Rhythm::new(epoch);
-        for i in 0..SAMPLES as u64 {
-            rhythm.first_commit_seen(epoch + us(2000 * i + 500));
-        }
+        let (epoch, mut rhythm) = locked_on();
         let aim = rhythm.aim(epoch + us(200_000)).unwrap();
         // Seen 2 ms after the aim: the turn ended after the retry.
         rhythm.first_commit_seen(aim + us(2000));
@@ -246,11 +253,7 @@ mod tests {
 
     #[test]
     fn the_lead_stays_within_its_bounds() {
-        let epoch = Instant::now();
-        let mut rhythm = Rhythm::new(epoch);
-        for i in 0..SAMPLES as u64 {
-            rhythm.first_commit_seen(epoch + us(2000 * i + 500));
-        }
+        let (epoch, mut rhythm) = locked_on();
         // Commits at the same phase as before, 2 ms after the aimed end,
         // then just after it.
         for i in 0..100 {
