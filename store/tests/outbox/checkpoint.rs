@@ -1,6 +1,6 @@
 //! The background checkpointer.
 
-use crate::common::{row, temp_path};
+use crate::common::{one_at_a_time, row, temp_path};
 use sluice_store::{NewRow, Outbox};
 use std::time::Duration;
 
@@ -16,6 +16,7 @@ fn wal_bytes(path: &std::path::Path) -> u64 {
 
 #[test]
 fn the_checkpointer_keeps_the_wal_far_below_the_data_written() {
+    let _timed = one_at_a_time();
     let (_dir, path) = temp_path();
     let mut outbox = Outbox::open(&path).unwrap();
     let checkpointer = outbox.start_checkpointer().unwrap();

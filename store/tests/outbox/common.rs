@@ -9,6 +9,19 @@ use tempfile::TempDir;
 /// A lease long enough that nothing is reclaimed by accident in a test.
 pub const LEASE_MS: i64 = 30_000;
 
+/// Held by the tests that time Sluice against a producer or the checkpoint
+/// thread against a writer: on two cores, two of them at once starve each
+/// other's threads and disks, and time the machine instead of Sluice (a
+/// producer's lock waited 179 ms, a WAL grew past 5 MB, in about one run of
+/// the suite in twenty). The other tests still run beside them.
+pub fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    static TIMED: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    // A failed timed test poisons the lock; the next one still runs.
+    TIMED
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 /// A temporary folder and the path of an outbox file inside it (not created).
 pub fn temp_path() -> (TempDir, PathBuf) {
     let dir = tempfile::tempdir().unwrap();
