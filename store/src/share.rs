@@ -344,12 +344,25 @@ impl SharedOutbox {
         .map(|(_, n)| n)
     }
 
-    /// Expires old rows, as [`Outbox::expire`].
+    /// Expires old rows, as [`Outbox::expire`]. The search for old pending
+    /// rows is a read outside any turn; the rows found are written in turns
+    /// cut at their deadline, as a settle's are.
     pub fn expire(&self, now: TimestampMs, cutoff: TimestampMs) -> Result<u32, StoreError> {
-        self.turn(Kind::Sweep, usize::MAX, |outbox, _, _| {
-            Ok((0, outbox.expire(now, cutoff)?))
-        })
-        .map(|(_, n)| n)
+        let old = self.read(|outbox| outbox.expired_pending(cutoff))?;
+        let mut expired: u32 = 0;
+        let mut done = 0;
+        while done < old.len() {
+            let (n, changed) =
+                self.turn(Kind::Settle, old.len() - done, |outbox, take, deadline| {
+                    outbox.expire_pending_until(cutoff, &old[done..done + take], Some(deadline))
+                })?;
+            done += n.max(1);
+            expired = expired.saturating_add(changed);
+        }
+        let (_, inflight) = self.turn(Kind::Sweep, usize::MAX, |outbox, _, _| {
+            Ok((0, outbox.expire_inflight(now, cutoff)?))
+        })?;
+        Ok(expired.saturating_add(inflight))
     }
 
     /// Counts a policy's breaches of the host's rules, as
