@@ -1,8 +1,8 @@
 //! The sweeps around the claim: reclaim run-out leases, expire old rows, say
 //! when work is next due and how much is open.
 //!
-//! Owns: those four statements, each written so SQLite answers it from the
-//! `outbox_pending` index. Not here: how often they run (the policy's tick).
+//! Owns: their statements, each written so SQLite answers it from an index
+//! (`outbox_pending`, or the rowid). Not here: how often they run (the policy's tick).
 
 use crate::claim::skip_json;
 use crate::error::{StoreError, sqlite};
