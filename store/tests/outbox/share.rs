@@ -26,6 +26,20 @@ fn own_locks(path: &Path) -> Vec<String> {
         .collect()
 }
 
+/// `n` producer commits 2 ms apart, as a daemon at 500 a second makes them;
+/// how long each waited for the write lock.
+fn produce_every_2_ms(path: &Path, n: usize) -> Vec<Duration> {
+    let producer = raw(path);
+    producer.busy_timeout(Duration::from_secs(5)).unwrap();
+    (0..n)
+        .map(|i| {
+            let waited = produce(&producer, i);
+            std::thread::sleep(Duration::from_millis(2));
+            waited
+        })
+        .collect()
+}
+
 /// An outbox at `path` with `n` due rows.
 fn seed_due(path: &Path, n: usize) {
     Outbox::open(path).unwrap().enqueue(&rows(n)).unwrap();
@@ -198,13 +212,7 @@ fn another_writer_gets_the_lock_between_turns() {
     seed_due(&path, 30_000);
     let shared = std::sync::Arc::new(SharedOutbox::open(&path).unwrap());
     let drain = Drain::start(shared.clone(), Again::Never);
-    let producer = raw(&path);
-    producer.busy_timeout(Duration::from_secs(5)).unwrap();
-    let mut waits = Vec::new();
-    for i in 0..300 {
-        waits.push(produce(&producer, i));
-        std::thread::sleep(Duration::from_millis(2));
-    }
+    let mut waits = produce_every_2_ms(&path, 300);
     let claimed = drain.stop();
     assert!(shared.peer_active(), "Sluice noticed the producer");
     // The first commits may wait for a whole batch, before Sluice notices.
@@ -472,13 +480,7 @@ fn looking_for_rows_to_expire_leaves_the_write_lock_free() {
             sweeps
         })
     };
-    let producer = raw(&path);
-    producer.busy_timeout(Duration::from_secs(5)).unwrap();
-    let mut waits = Vec::new();
-    for i in 0..300 {
-        waits.push(produce(&producer, i));
-        std::thread::sleep(Duration::from_millis(2));
-    }
+    let waits = produce_every_2_ms(&path, 300);
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let sweeps = sweeper.join().unwrap();
     assert!(sweeps >= 3, "the sweeps ran meanwhile ({sweeps})");
