@@ -69,8 +69,10 @@ const MS_NANOS: u64 = 1_000_000;
 #[derive(Debug)]
 pub struct Rhythm {
     epoch: Instant,
-    /// Where in the millisecond each recent gap's first commit was seen (ns).
-    phases: VecDeque<u64>,
+    /// Where in the millisecond each recent gap's first commit was seen, as
+    /// a point on the unit circle (cos, sin): worked out once per sample,
+    /// not once per sample per aimed turn.
+    phases: VecDeque<(f64, f64)>,
     lead: Duration,
     /// The end the current turn aims at, if it aims.
     aim: Option<Instant>,
@@ -101,7 +103,8 @@ impl Rhythm {
         if self.phases.len() == SAMPLES {
             self.phases.pop_front();
         }
-        self.phases.push_back(self.phase_of(at));
+        let angle = self.phase_of(at) as f64 / MS_NANOS as f64 * std::f64::consts::TAU;
+        self.phases.push_back((angle.cos(), angle.sin()));
         if let Some(aim) = self.aim.take() {
             let after = at.saturating_duration_since(aim);
             if after <= self.lead + CAUGHT_WITHIN {
@@ -140,10 +143,9 @@ impl Rhythm {
             return None;
         }
         let (mut x, mut y) = (0.0, 0.0);
-        for &p in &self.phases {
-            let angle = p as f64 / MS_NANOS as f64 * std::f64::consts::TAU;
-            x += angle.cos();
-            y += angle.sin();
+        for &(cos, sin) in &self.phases {
+            x += cos;
+            y += sin;
         }
         let n = self.phases.len() as f64;
         if (x / n).hypot(y / n) < LOCKED_ON {

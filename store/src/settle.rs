@@ -19,6 +19,15 @@ use std::time::Instant;
 /// the clock once every this many.
 pub(crate) const SETTLE_ROWS_MIN: usize = 16;
 
+/// Whether a row-by-row write that has written `done` rows ends here: past
+/// its `deadline`, looked at every [`SETTLE_ROWS_MIN`] rows (a clock read a
+/// row would cost more than it saves). Settles and expiries alike.
+pub(crate) fn cut_here(done: usize, deadline: Option<Instant>) -> bool {
+    done >= SETTLE_ROWS_MIN
+        && done.is_multiple_of(SETTLE_ROWS_MIN)
+        && deadline.is_some_and(|deadline| Instant::now() >= deadline)
+}
+
 // Every statement also records the deciding policy (`?5`, `?6`: the
 // audit columns `decided_by`, `decided_at`).
 const DONE_SQL: &str = "UPDATE outbox
@@ -94,10 +103,7 @@ impl Outbox {
                 verdict,
             } in outcomes
             {
-                if settled >= SETTLE_ROWS_MIN
-                    && settled % SETTLE_ROWS_MIN == 0
-                    && deadline.is_some_and(|deadline| Instant::now() >= deadline)
-                {
+                if cut_here(settled, deadline) {
                     break;
                 }
                 settled += 1;

@@ -8,6 +8,7 @@ use crate::claim::skip_json;
 use crate::error::{StoreError, sqlite};
 use crate::lenient::integer_or_none;
 use crate::outbox::Outbox;
+use crate::settle::cut_here;
 use rusqlite::{OptionalExtension as _, params};
 use sluice_contract::{ClaimFilter, TimestampMs};
 use std::time::Instant;
@@ -36,9 +37,6 @@ const EXPIRE_PENDING_ROW_SQL: &str = "UPDATE outbox SET status = 'dead', last_er
 const EXPIRE_INFLIGHT_SQL: &str = "UPDATE outbox SET status = 'dead', last_error = 'expired'
     WHERE status = 'inflight' AND next_attempt_at <= ?2
         AND (enqueued_at < ?1 OR typeof(enqueued_at) NOT IN ('integer', 'real'))";
-
-/// Fewest rows an expiry transaction writes before it looks at its deadline.
-pub(crate) const EXPIRE_ROWS_MIN: usize = 16;
 
 /// MIN over one status: with the status fixed, SQLite reads the first entry
 /// of the index range instead of aggregating the rows.
@@ -98,7 +96,7 @@ impl Outbox {
 
     /// Expires the rows `rowids` names that are still `pending` and old, in
     /// one transaction that ends at `deadline` (after at least
-    /// [`EXPIRE_ROWS_MIN`] rows). Returns (rows looked at, rows expired).
+    /// `SETTLE_ROWS_MIN` rows, as a settle). Returns (rows looked at, rows expired).
     pub(crate) fn expire_pending_until(
         &mut self,
         cutoff: TimestampMs,
@@ -114,10 +112,7 @@ impl Outbox {
             let mut expired: u32 = 0;
             let mut looked = 0;
             for rowid in rowids {
-                if looked >= EXPIRE_ROWS_MIN
-                    && looked % EXPIRE_ROWS_MIN == 0
-                    && deadline.is_some_and(|deadline| Instant::now() >= deadline)
-                {
+                if cut_here(looked, deadline) {
                     break;
                 }
                 looked += 1;
